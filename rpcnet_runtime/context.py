@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 
-__all__ = ["CallContext"]
+__all__ = ["CallContext", "current_call"]
 
 
 class CallContext:
@@ -80,3 +81,15 @@ class CallContext:
             f"CallContext(method={self.method!r}, peer={self.peer!r}, attempt={self.attempt}, "
             f"time_remaining={self.time_remaining()!r})"
         )
+
+
+_current_call: ContextVar[CallContext | None] = ContextVar("rpcnet_current_call", default=None)
+
+
+def current_call() -> CallContext | None:
+    """The call the running handler serves, or None outside a handler.
+
+    The server sets it around each handler, so outgoing calls made inside a handler can inherit
+    its remaining deadline without the user passing it on.
+    """
+    return _current_call.get()
