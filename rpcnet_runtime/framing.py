@@ -1,0 +1,303 @@
+"""Wire protocol v1 framing: pure encoding and decoding of frames over a stream's bytes.
+
+A stream carries frames; each frame is a 5-byte prefix followed by a msgpack payload::
+
+    offset 0   1 byte   frame type (HEADER 0x01, MESSAGE 0x02, TRAILER 0x03)
+    offset 1   4 bytes  payload length, unsigned big-endian
+    offset 5   n bytes  payload (msgpack)
+
+A request stream is ``HEADER MESSAGE* FIN``; a response stream is ``MESSAGE* TRAILER FIN``.
+Header and trailer payloads are msgpack maps with short string keys (see `RequestHeader`
+and `Trailer`); a message payload is the message's own wire map. `FrameDecoder` refuses a
+frame whose declared length exceeds its limit as soon as the 5-byte prefix is seen, before any
+of the payload is buffered. docs/protocol.md is the normative description.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import pack, unpack
+from .status import Status
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "PREFIX_SIZE",
+    "FrameDecoder",
+    "FrameError",
+    "FrameType",
+    "RequestHeader",
+    "Trailer",
+    "decode_header",
+    "decode_trailer",
+    "encode_frame",
+    "encode_header",
+    "encode_message",
+    "encode_trailer",
+]
+
+DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
+PREFIX_SIZE = 5
+_PREFIX = struct.Struct(">BI")
+_MAX_LENGTH = 0xFFFF_FFFF
+
+
+class FrameType(enum.IntEnum):
+    """The first byte of every frame."""
+
+    HEADER = 0x01
+    MESSAGE = 0x02
+    TRAILER = 0x03
+
+
+class FrameError(Exception):
+    """Bytes from the peer are not valid frames; `status` is what the call fails with."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    """The first frame of a request stream."""
+
+    path: str
+    """``package.Service/Method``."""
+    timeout: float | None = None
+    """Seconds remaining of the caller's deadline when the call was sent; None: no deadline."""
+    idempotency_key: str | None = None
+    attempt: int = 1
+    """1 for the first attempt, 2 for the first retry or hedge, and so on."""
+    is_hedge: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Trailer:
+    """The last frame of a response stream: the call's outcome."""
+
+    status: Status
+    message: str = ""
+    error_name: str | None = None
+    """Fully qualified name of a schema error, when the handler raised one."""
+    error_fields: Any = None
+    """The schema error's wire map (field number to value)."""
+    retry_after: float | None = None
+    """Server pushback in seconds."""
+    not_processed: bool = False
+    """True when no handler ran for this call (the server refused or shed it)."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def encode_frame(frame_type: FrameType, payload: bytes) -> bytes:
+    """One frame: prefix and payload."""
+    if len(payload) > _MAX_LENGTH:
+        raise ValueError("frame payload larger than 4 GiB")
+    return _PREFIX.pack(frame_type, len(payload)) + payload
+
+
+def encode_message(wire: Any) -> bytes:
+    """A MESSAGE frame holding a message's wire map."""
+    return encode_frame(FrameType.MESSAGE, pack(wire))
+
+
+def _seconds_to_ns(seconds: float) -> int:
+    return max(0, round(seconds * 1e9))
+
+
+def encode_header(header: RequestHeader) -> bytes:
+    """A HEADER frame; only fields that differ from their defaults are written."""
+    data: dict[str, Any] = {"path": header.path}
+    if header.timeout is not None:
+        data["timeout"] = _seconds_to_ns(header.timeout)
+    if header.idempotency_key is not None:
+        data["idem"] = header.idempotency_key
+    if header.attempt != 1:
+        data["attempt"] = header.attempt
+    if header.is_hedge:
+        data["hedge"] = True
+    if header.metadata:
+        data["md"] = dict(header.metadata)
+    return encode_frame(FrameType.HEADER, pack(data))
+
+
+def encode_trailer(trailer: Trailer) -> bytes:
+    """A TRAILER frame; only fields that differ from their defaults are written."""
+    data: dict[str, Any] = {"status": int(trailer.status)}
+    if trailer.message:
+        data["message"] = trailer.message
+    if trailer.error_name is not None:
+        data["error"] = trailer.error_name
+        data["fields"] = trailer.error_fields if trailer.error_fields is not None else {}
+    if trailer.retry_after is not None:
+        data["retry_after"] = _seconds_to_ns(trailer.retry_after)
+    if trailer.not_processed:
+        data["not_processed"] = True
+    if trailer.metadata:
+        data["md"] = dict(trailer.metadata)
+    return encode_frame(FrameType.TRAILER, pack(data))
+
+
+def _malformed(what: str) -> FrameError:
+    return FrameError(Status.INVALID_ARGUMENT, f"malformed {what}")
+
+
+def _load_map(payload: bytes, what: str) -> dict[Any, Any]:
+    try:
+        data = unpack(payload)
+    except (ValueError, TypeError) as exc:
+        raise _malformed(f"{what}: not msgpack ({exc})") from None
+    if not isinstance(data, dict):
+        raise _malformed(f"{what}: expected a map, got {type(data).__name__}")
+    return data
+
+
+def _get(data: dict[Any, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = data.get(key)
+    if value is None:
+        return None
+    # bool is a subclass of int: an int field must not accept True, nor a bool field 1.
+    if not isinstance(value, kind) or (isinstance(value, bool) != (kind is bool)):
+        raise _malformed(f"{what}: {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _metadata(data: dict[Any, Any], what: str) -> dict[str, str]:
+    md = data.get("md")
+    if md is None:
+        return {}
+    if not isinstance(md, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in md.items()
+    ):
+        raise _malformed(f"{what}: 'md' must map strings to strings")
+    return md
+
+
+def decode_header(payload: bytes) -> RequestHeader:
+    """Parse a HEADER payload; raises `FrameError` (INVALID_ARGUMENT) when it is malformed."""
+    what = "request header"
+    data = _load_map(payload, what)
+    path = _get(data, "path", str, what)
+    if not path:
+        raise _malformed(f"{what}: missing 'path'")
+    timeout_ns = _get(data, "timeout", int, what)
+    if timeout_ns is not None and timeout_ns < 0:
+        raise _malformed(f"{what}: negative 'timeout'")
+    attempt = _get(data, "attempt", int, what)
+    if attempt is not None and attempt < 1:
+        raise _malformed(f"{what}: 'attempt' must be >= 1")
+    return RequestHeader(
+        path=path,
+        timeout=None if timeout_ns is None else timeout_ns / 1e9,
+        idempotency_key=_get(data, "idem", str, what),
+        attempt=1 if attempt is None else attempt,
+        is_hedge=bool(_get(data, "hedge", bool, what)),
+        metadata=_metadata(data, what),
+    )
+
+
+def decode_trailer(payload: bytes) -> Trailer:
+    """Parse a TRAILER payload; raises `FrameError` when it is malformed.
+
+    A status number this implementation does not know becomes UNKNOWN.
+    """
+    what = "trailer"
+    data = _load_map(payload, what)
+    code = _get(data, "status", int, what)
+    if code is None:
+        raise _malformed(f"{what}: missing 'status'")
+    try:
+        status = Status(code)
+    except ValueError:
+        status = Status.UNKNOWN
+    retry_ns = _get(data, "retry_after", int, what)
+    return Trailer(
+        status=status,
+        message=_get(data, "message", str, what) or "",
+        error_name=_get(data, "error", str, what),
+        error_fields=data.get("fields"),
+        retry_after=None if retry_ns is None else max(0, retry_ns) / 1e9,
+        not_processed=bool(_get(data, "not_processed", bool, what)),
+        metadata=_metadata(data, what),
+    )
+
+
+class FrameDecoder:
+    """Incremental decoder of one stream's frames.
+
+    `feed` returns the complete frames found so far as ``(type, payload)`` pairs. It raises
+    `FrameError` with RESOURCE_EXHAUSTED as soon as a prefix declares a payload larger than
+    `max_frame_size`, and with INVALID_ARGUMENT for an unknown frame type. After an error the
+    decoder must not be fed again.
+    """
+
+    __slots__ = ("_buffer", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buffer)
+
+    @property
+    def pending_frame_remaining(self) -> int:
+        """Bytes still missing to complete the frame in progress (0 between frames)."""
+        buffered = len(self._buffer)
+        if buffered == 0:
+            return 0
+        if buffered < PREFIX_SIZE:
+            return PREFIX_SIZE - buffered
+        _, length = _PREFIX.unpack_from(self._buffer, 0)
+        return max(0, PREFIX_SIZE + int(length) - buffered)
+
+    def at_boundary(self) -> bool:
+        """True when no partial frame is buffered (a FIN here ends the stream cleanly)."""
+        return not self._buffer
+
+    def feed(self, data: bytes) -> list[tuple[FrameType, bytes]]:
+        frames: list[tuple[FrameType, bytes]] = []
+        if self._buffer:
+            self._buffer += data
+            consumed = self._parse(self._buffer, frames)
+            del self._buffer[:consumed]
+        else:
+            # Common case: parse straight from `data`, keep only an incomplete tail.
+            consumed = self._parse(data, frames)
+            if consumed < len(data):
+                self._buffer += memoryview(data)[consumed:]
+        return frames
+
+    def _parse(self, source: bytes | bytearray, frames: list[tuple[FrameType, bytes]]) -> int:
+        pos = 0
+        end = len(source)
+        with memoryview(source) as view:
+            while end - pos >= PREFIX_SIZE:
+                kind, length = _PREFIX.unpack_from(source, pos)
+                self._check(kind, length)
+                stop = pos + PREFIX_SIZE + length
+                if stop > end:
+                    break
+                frames.append((FrameType(kind), bytes(view[pos + PREFIX_SIZE : stop])))
+                pos = stop
+        return pos
+
+    def _check(self, kind: int, length: int) -> None:
+        if kind not in _KNOWN_TYPES:
+            raise FrameError(Status.INVALID_ARGUMENT, f"malformed frame: unknown type 0x{kind:02x}")
+        if length > self.max_frame_size:
+            raise FrameError(
+                Status.RESOURCE_EXHAUSTED,
+                f"frame of {length} bytes exceeds the limit of {self.max_frame_size} bytes",
+            )
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in FrameType)

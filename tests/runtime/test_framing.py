@@ -1,0 +1,158 @@
+"""Framing: round trips, incremental decoding at any split, limits and malformed input."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rpcnet_runtime.codec import pack
+from rpcnet_runtime.framing import (
+    PREFIX_SIZE,
+    FrameDecoder,
+    FrameError,
+    FrameType,
+    RequestHeader,
+    Trailer,
+    decode_header,
+    decode_trailer,
+    encode_frame,
+    encode_header,
+    encode_message,
+    encode_trailer,
+)
+from rpcnet_runtime.status import Status
+
+
+def test_header_round_trip_keeps_every_field() -> None:
+    header = RequestHeader(
+        path="acme.v1.Svc/Do",
+        timeout=1.25,
+        idempotency_key="k-1",
+        attempt=3,
+        is_hedge=True,
+        metadata={"a": "b"},
+    )
+    frames = FrameDecoder().feed(encode_header(header))
+    assert [kind for kind, _ in frames] == [FrameType.HEADER]
+    assert decode_header(frames[0][1]) == header
+
+
+def test_header_defaults_are_left_out_of_the_wire() -> None:
+    data = encode_header(RequestHeader(path="p.S/M"))
+    assert data[PREFIX_SIZE:] == pack({"path": "p.S/M"})
+    assert decode_header(data[PREFIX_SIZE:]) == RequestHeader(path="p.S/M")
+
+
+def test_trailer_round_trip_keeps_every_field() -> None:
+    trailer = Trailer(
+        status=Status.RESOURCE_EXHAUSTED,
+        message="busy",
+        error_name="acme.v1.Overloaded",
+        error_fields={1: "busy"},
+        retry_after=0.5,
+        not_processed=True,
+        metadata={"x": "y"},
+    )
+    (kind, payload), = FrameDecoder().feed(encode_trailer(trailer))
+    assert kind is FrameType.TRAILER
+    assert decode_trailer(payload) == trailer
+
+
+def test_unknown_status_number_becomes_unknown() -> None:
+    assert decode_trailer(pack({"status": 99})).status is Status.UNKNOWN
+
+
+@given(
+    messages=st.lists(st.dictionaries(st.integers(1, 50), st.binary(max_size=40)), max_size=6),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+)
+def test_decoder_finds_the_same_frames_at_any_split(
+    messages: list[dict[int, bytes]], cuts: list[int]
+) -> None:
+    stream = encode_header(RequestHeader(path="p.S/M")) + b"".join(
+        encode_message(m) for m in messages
+    ) + encode_trailer(Trailer(Status.OK))
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    decoder = FrameDecoder()
+    frames = []
+    for start, stop in itertools.pairwise(points):
+        frames += decoder.feed(stream[start:stop])
+    assert decoder.at_boundary()
+    assert [k for k, _ in frames] == (
+        [FrameType.HEADER] + [FrameType.MESSAGE] * len(messages) + [FrameType.TRAILER]
+    )
+    assert frames[1 : 1 + len(messages)] == [
+        (FrameType.MESSAGE, pack(m)) for m in messages
+    ]
+
+
+def test_oversized_frame_is_refused_from_its_prefix_alone() -> None:
+    decoder = FrameDecoder(max_frame_size=1000)
+    prefix = struct.pack(">BI", FrameType.MESSAGE, 1001)
+    with pytest.raises(FrameError) as info:
+        decoder.feed(prefix)  # no payload byte has arrived yet
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    assert "1001" in info.value.message
+
+
+def test_frame_at_the_limit_is_accepted() -> None:
+    decoder = FrameDecoder(max_frame_size=10)
+    assert decoder.feed(encode_frame(FrameType.MESSAGE, b"x" * 10)) == [
+        (FrameType.MESSAGE, b"x" * 10)
+    ]
+
+
+def test_oversized_frame_split_inside_its_prefix_is_refused() -> None:
+    decoder = FrameDecoder(max_frame_size=10)
+    data = encode_frame(FrameType.MESSAGE, b"x" * 11)
+    assert decoder.feed(data[:3]) == []
+    with pytest.raises(FrameError):
+        decoder.feed(data[3:6])
+
+
+def test_unknown_frame_type_is_malformed() -> None:
+    with pytest.raises(FrameError) as info:
+        FrameDecoder().feed(b"\x09\x00\x00\x00\x00")
+    assert info.value.status is Status.INVALID_ARGUMENT
+
+
+def test_pending_frame_remaining_counts_missing_bytes() -> None:
+    decoder = FrameDecoder()
+    data = encode_frame(FrameType.MESSAGE, b"y" * 100)
+    decoder.feed(data[:2])
+    assert decoder.pending_frame_remaining == PREFIX_SIZE - 2
+    decoder.feed(data[2:50])
+    assert decoder.pending_frame_remaining == len(data) - 50
+    assert not decoder.at_boundary()
+    decoder.feed(data[50:])
+    assert decoder.pending_frame_remaining == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (b"\xc1", "not msgpack"),
+        (pack([1, 2]), "expected a map"),
+        (pack({}), "missing 'path'"),
+        (pack({"path": 5}), "'path'"),
+        (pack({"path": "p.S/M", "timeout": "soon"}), "'timeout'"),
+        (pack({"path": "p.S/M", "timeout": -1}), "negative"),
+        (pack({"path": "p.S/M", "attempt": 0}), "'attempt'"),
+        (pack({"path": "p.S/M", "attempt": True}), "'attempt'"),
+        (pack({"path": "p.S/M", "md": {"a": 1}}), "'md'"),
+    ],
+)
+def test_malformed_headers_name_the_problem(payload: bytes, needle: str) -> None:
+    with pytest.raises(FrameError) as info:
+        decode_header(payload)
+    assert info.value.status is Status.INVALID_ARGUMENT
+    assert needle in info.value.message
+
+
+def test_malformed_trailer_without_status() -> None:
+    with pytest.raises(FrameError, match="missing 'status'"):
+        decode_trailer(pack({"message": "x"}))
