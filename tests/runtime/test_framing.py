@@ -57,7 +57,7 @@ def test_trailer_round_trip_keeps_every_field() -> None:
         not_processed=True,
         metadata={"x": "y"},
     )
-    (kind, payload), = FrameDecoder().feed(encode_trailer(trailer))
+    ((kind, payload),) = FrameDecoder().feed(encode_trailer(trailer))
     assert kind is FrameType.TRAILER
     assert decode_trailer(payload) == trailer
 
@@ -73,9 +73,11 @@ def test_unknown_status_number_becomes_unknown() -> None:
 def test_decoder_finds_the_same_frames_at_any_split(
     messages: list[dict[int, bytes]], cuts: list[int]
 ) -> None:
-    stream = encode_header(RequestHeader(path="p.S/M")) + b"".join(
-        encode_message(m) for m in messages
-    ) + encode_trailer(Trailer(Status.OK))
+    stream = (
+        encode_header(RequestHeader(path="p.S/M"))
+        + b"".join(encode_message(m) for m in messages)
+        + encode_trailer(Trailer(Status.OK))
+    )
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     decoder = FrameDecoder()
     frames = []
@@ -85,9 +87,7 @@ def test_decoder_finds_the_same_frames_at_any_split(
     assert [k for k, _ in frames] == (
         [FrameType.HEADER] + [FrameType.MESSAGE] * len(messages) + [FrameType.TRAILER]
     )
-    assert frames[1 : 1 + len(messages)] == [
-        (FrameType.MESSAGE, pack(m)) for m in messages
-    ]
+    assert frames[1 : 1 + len(messages)] == [(FrameType.MESSAGE, pack(m)) for m in messages]
 
 
 def test_oversized_frame_is_refused_from_its_prefix_alone() -> None:
