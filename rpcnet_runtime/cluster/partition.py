@@ -5,13 +5,13 @@ Theory of operation
 Rule 1 — the reference. The *last stable membership* ``R`` is the set of known (non-left)
 members once that set has not changed for ``stable_after`` seconds. ``R`` follows the known set
 only while this node has quorum and no loss of it is pending; otherwise ``R`` is frozen, so
-joins, leaves and reaping on either side of a split cannot hand quorum to a minority (the
-membership layer should reap failed members well after ``stable_after``, as memberlist does).
-Failures do not shrink ``R`` by themselves: a failed member stays in the known set until the membership layer reaps it (and
-drops it from ``known_ids``), or, with ``reap_after``, until this detector has seen it
-unreachable for that long. Either way the member leaves ``R`` only after the change has been
-stable for ``stable_after`` and only while this node has quorum. Until the first stable set
-exists (the first ``stable_after`` seconds) there is no reference and the node has quorum.
+joins, leaves and reaping on either side of a split cannot hand quorum to a minority. A graceful
+leave shrinks ``R`` (the member leaves ``known_ids``). A failure does not by itself: a failed
+member stays known until the membership layer reaps it, or, with ``reap_after``, until this
+detector has seen it unreachable for that long; then it leaves ``R`` once that has held for
+``stable_after``, again only while this node has quorum. Reaping should come well after
+``stable_after`` (memberlist waits 30 s). Before the first stable set exists (the first
+``stable_after`` seconds) there is no reference and the node has quorum.
 
 Rule 2 — quorum. With ``V = alive_ids ∩ R`` a node has quorum when ``|V| > |R| / 2``, or on an
 even split when ``|V| == |R| / 2`` and ``V`` holds ``min(R)`` (smallest id by string order).
