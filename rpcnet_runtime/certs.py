@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "CertificateFilesExist",
     "DevCerts",
     "generate_ca",
     "issue_certificate",
@@ -42,6 +43,17 @@ _FILE_NAMES = {
     "client_cert": "client.pem",
     "client_key": "client.key",
 }
+
+
+class CertificateFilesExist(FileExistsError):
+    """`write_dev_certs` found files it would overwrite; `paths` lists them."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(
+            f"refusing to overwrite existing files: {', '.join(paths)} "
+            "(pass overwrite=True to replace them)"
+        )
+        self.paths = paths
 
 
 @dataclass(frozen=True)
@@ -220,8 +232,9 @@ def _prepare_directory(directory: Path) -> None:
         raise NotADirectoryError(f"{directory} exists and is not a directory")
     try:
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    except FileExistsError as exc:  # a parent is a file
-        raise NotADirectoryError(f"cannot create directory {directory}: {exc}") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise type(exc)(f"cannot create directory {directory}: {reason}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(f"directory {directory} is not writable")
 
@@ -240,8 +253,8 @@ def write_dev_certs(
     Files: ``ca.pem``/``ca.key``, ``server.pem``/``server.key`` (serverAuth, with `hosts` as
     subject alternative names) and ``client.pem``/``client.key`` (clientAuth, subject
     ``CN=<client_name>``). Keys get mode 0600. The directory is created if missing. Raises
-    `FileExistsError` when any of the files exists and `overwrite` is false, and `OSError`
-    subclasses with a clear message when the directory cannot be used.
+    `CertificateFilesExist` (a `FileExistsError`) when any of the files exists and `overwrite`
+    is false, and an `OSError` with a clear message when the directory cannot be used.
     """
     if isinstance(hosts, str):
         raise TypeError("hosts must be a sequence of host names, not a single string")
@@ -256,10 +269,7 @@ def write_dev_certs(
     _prepare_directory(root)
     existing = sorted(str(p) for p in paths.values() if p.exists() or p.is_symlink())
     if existing and not overwrite:
-        raise FileExistsError(
-            f"refusing to overwrite existing files: {', '.join(existing)} "
-            "(pass overwrite=True, or --force on the command line)"
-        )
+        raise CertificateFilesExist(existing)
 
     when = now if now is not None else datetime.datetime.now(datetime.UTC)
     ca_cert, ca_key = generate_ca(now=when, days=days)
