@@ -1,0 +1,302 @@
+"""Friendly syntax errors: a catalogue of common mistakes matched by parser state.
+
+Each `SyntaxExample` lists malformed snippets that fail in the same parser state as the mistake
+it names (Lark's ``match_examples``). An error that matches none gets a generic "unexpected X;
+expected Y" message built from the terminals the parser would have accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+
+__all__ = ["CATALOGUE", "SyntaxExample", "SyntaxProblem", "describe_syntax_error"]
+
+Anchor = Literal["token", "after_previous", "two_before"]
+"""Where the diagnostic points: the offending token, just after the token before it, or at the
+token two before it (the keyword of a declaration that should not have been nested)."""
+
+DECLARATION_KEYWORDS = ("enum", "message", "union", "error", "service")
+
+
+@dataclass(frozen=True)
+class SyntaxExample:
+    label: str
+    message: str
+    """May use ``{token}``, the offending token as the user wrote it."""
+    hint: str | None
+    anchor: Anchor
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    message: str
+    hint: str | None
+    span: ast.Span
+
+
+_P = "package a.b.v1;\n"
+
+CATALOGUE: tuple[SyntaxExample, ...] = (
+    SyntaxExample(
+        "missing-package",
+        "a schema must start with 'package NAME;'",
+        "add a package statement such as 'package acme.orders.v1;' as the first line",
+        "token",
+        ("message M {}", 'import "x.rpc";', "packag a;", "enum E {}", "@deprecated message M {}"),
+    ),
+    SyntaxExample(
+        "missing-semicolon",
+        "missing ';'",
+        None,
+        "after_previous",
+        (
+            "package a.b\nmessage M {}",
+            "package a.b\n",
+            _P + 'import "x.rpc"\nmessage M {}',
+            _P + "message M {\n  string a = 1\n  string b = 2;\n}",
+            _P + "message M {\n  string a = 1\n}",
+            _P + "enum E {\n  A = 0\n  B = 1;\n}",
+            _P + "enum E {\n  A = 0\n}",
+            _P + "service S {\n  rpc A(B) returns (C)\n  rpc D(E) returns (F);\n}",
+            _P + "service S {\n  rpc A(B) returns (C)\n}",
+            _P + "service S {\n  rpc A(B) returns (C) throws (E)\n}",
+            _P + "message M {\n  reserved 1\n}",
+            _P + "message M {\n  reserved 1 to 3\n}",
+            _P + 'message M {\n  reserved "x"\n}',
+        ),
+    ),
+    SyntaxExample(
+        "nested-declaration",
+        "missing '}' before this declaration",
+        "declarations do not nest: close the previous one with '}' first",
+        "two_before",
+        (_P + "message M {\n  string a = 1;\nmessage N {\n}",),
+    ),
+    SyntaxExample(
+        "missing-close-brace",
+        "missing '}' at the end of the file",
+        "every '{' needs a matching '}'",
+        "after_previous",
+        (
+            _P + "message M {\n  string a = 1;\n",
+            _P + "message M {\n",
+            _P + "enum E {\n  A = 0;\n",
+            _P + "service S {\n  rpc A(B) returns (C);\n",
+        ),
+    ),
+    SyntaxExample(
+        "unknown-keyword",
+        "unknown keyword '{token}'",
+        "a declaration starts with enum, message, union, error or service",
+        "token",
+        (
+            _P + "struct M {}",
+            _P + 'import "x.rpc";\nstruct M {}',
+            _P + "message M {}\nstruct N {}",
+        ),
+    ),
+    SyntaxExample(
+        "unknown-service-member",
+        "unexpected '{token}' in a service",
+        "a service holds only 'rpc Name(Request) returns (Response);' methods",
+        "token",
+        (_P + "service S {\n  method A(B) returns (C);\n}",),
+    ),
+    SyntaxExample(
+        "missing-equals",
+        "missing '=' before the number",
+        "a field is written 'TYPE name = NUMBER;'",
+        "token",
+        (_P + "message M {\n  string a 1;\n}", _P + "enum E {\n  A 0;\n}"),
+    ),
+    SyntaxExample(
+        "missing-number",
+        "missing the number after '='",
+        "a field is written 'TYPE name = NUMBER;' with NUMBER from 1 to 536870911",
+        "token",
+        (
+            _P + "message M {\n  string a = ;\n}",
+            _P + "message M {\n  string a = b;\n}",
+            _P + "enum E {\n  A = ;\n}",
+        ),
+    ),
+    SyntaxExample(
+        "missing-field-number",
+        "missing '= NUMBER' after the field name",
+        "every field has a number, its wire identity: 'TYPE name = NUMBER;'",
+        "after_previous",
+        (_P + "message M {\n  string a;\n}",),
+    ),
+    SyntaxExample(
+        "missing-field-name",
+        "missing the field name",
+        "a field is written 'TYPE name = NUMBER;'",
+        "token",
+        (_P + "message M {\n  string = 1;\n}", _P + "message M {\n  optional = 1;\n}"),
+    ),
+    SyntaxExample(
+        "missing-returns",
+        "expected 'returns' after the request type",
+        "a method is written 'rpc Name(Request) returns (Response);'",
+        "token",
+        (
+            _P + "service S {\n  rpc A(B) (C);\n}",
+            _P + "service S {\n  rpc A(B) return (C);\n}",
+            _P + "service S {\n  rpc A(B);\n}",
+        ),
+    ),
+    SyntaxExample(
+        "missing-parenthesis",
+        "expected '(' around the method's type",
+        "a method is written 'rpc Name(Request) returns (Response);'",
+        "token",
+        (
+            _P + "service S {\n  rpc A B returns (C);\n}",
+            _P + "service S {\n  rpc A(B) returns C;\n}",
+        ),
+    ),
+)
+
+
+_FRIENDLY_TERMINALS = {
+    "NAME": "a name",
+    "SIGNED_INT": "a number",
+    "FLOAT": "a number",
+    "DURATION": "a duration",
+    "STRING": "a string",
+    "ANNOTATION_NAME": "an annotation",
+    "$END": "the end of the file",
+}
+
+
+def _describe_terminal(name: str, lark: Lark) -> str:
+    if name in _FRIENDLY_TERMINALS:
+        return _FRIENDLY_TERMINALS[name]
+    try:
+        pattern = lark.get_terminal(name).pattern
+    except KeyError:
+        return name
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return name.lower()
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    return f"'{token}'"
+
+
+def _token_span(token: Token) -> ast.Span:
+    line = token.line or 1
+    column = token.column or 1
+    end_line = token.end_line or line
+    end_column = token.end_column or column + max(len(token), 1)
+    return ast.Span(line, column, end_line, end_column)
+
+
+def _after(token: Token) -> ast.Span:
+    span = _token_span(token)
+    return ast.Span(span.end_line, span.end_column, span.end_line, span.end_column + 1)
+
+
+def _eof_span(text: str) -> ast.Span:
+    lines = text.split("\n")
+    return ast.Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+
+
+def _signature(error: UnexpectedInput) -> tuple[Any, frozenset[str] | None, str | None]:
+    accepts = getattr(error, "expected", None)
+    token = getattr(error, "token", None)
+    return (
+        error.state,
+        frozenset(accepts) if accepts is not None else None,
+        str(token) if token is not None else None,
+    )
+
+
+@functools.cache
+def _catalogue_signatures(
+    parse_fn: Callable[[str], object],
+) -> tuple[tuple[SyntaxExample, Any, frozenset[str] | None, str | None], ...]:
+    found = []
+    for entry in CATALOGUE:
+        for snippet in entry.examples:
+            try:
+                parse_fn(snippet)
+            except UnexpectedInput as error:
+                found.append((entry, *_signature(error)))
+    return tuple(found)
+
+
+def _match(error: UnexpectedInput, parse_fn: Callable[[str], object]) -> SyntaxExample | None:
+    """The catalogue entry failing in the same parser state; an exact token match wins."""
+    if isinstance(error, UnexpectedCharacters) or error.state is None:
+        return None
+    state, accepts, token = _signature(error)
+    candidate: SyntaxExample | None = None
+    for entry, ex_state, ex_accepts, ex_token in _catalogue_signatures(parse_fn):
+        if ex_state != state or ex_accepts != accepts:
+            continue
+        if ex_token == token:
+            return entry
+        if candidate is None:
+            candidate = entry
+    return candidate
+
+
+def describe_syntax_error(
+    error: UnexpectedInput, text: str, parse_fn: Callable[[str], object], lark: Lark
+) -> SyntaxProblem:
+    """A friendly message, hint and position for a Lark parse error on `text`."""
+    previous: Token | None = getattr(error, "previous", None)
+    if isinstance(error, UnexpectedCharacters):
+        span = ast.Span(error.line, error.column, error.line, error.column + 1)
+        position = error.pos_in_stream or 0
+        char = text[position] if position < len(text) else ""
+        hint = "strings are written in double quotes" if char == "'" else None
+        if char == '"':
+            return SyntaxProblem("unterminated string", "close the string with '\"'", span)
+        return SyntaxProblem(f"unexpected character {char!r}", hint, span)
+
+    token: Token = (
+        error.token if isinstance(error, UnexpectedToken | UnexpectedEOF) else Token("$END", "")
+    )
+    entry = _match(error, parse_fn)
+    shown = "end of file" if token.type == "$END" else str(token)
+    if token.type == "$END" or token.line is None:
+        token_span = _after(previous) if previous is not None else _eof_span(text)
+    else:
+        token_span = _token_span(token)
+    if entry is not None:
+        span = token_span
+        if entry.anchor == "after_previous" and previous is not None:
+            span = _after(previous)
+        before: Token | None = getattr(error, "two_before", None)
+        if entry.anchor == "two_before" and before is not None:
+            span = _token_span(before)
+        hint = entry.hint
+        if entry.label == "unknown-keyword":
+            close = difflib.get_close_matches(shown, DECLARATION_KEYWORDS, n=1)
+            if close:
+                hint = f"did you mean '{close[0]}'?"
+        return SyntaxProblem(entry.message.replace("{token}", shown), hint, span)
+
+    expected = sorted(getattr(error, "expected", None) or getattr(error, "accepts", None) or ())
+    wanted = sorted({_describe_terminal(name, lark) for name in expected})
+    message = f"unexpected {_describe_token(token)}"
+    if wanted:
+        message += "; expected " + (
+            wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
+        )
+    return SyntaxProblem(message, None, token_span)
