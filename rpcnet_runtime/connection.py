@@ -1,0 +1,421 @@
+"""The sans-IO RPC core: calls over one aioquic `QuicConnection`, without asyncio.
+
+Theory of operation
+-------------------
+Every call is one client-initiated bidirectional QUIC stream. `RpcConnection` keeps a call
+table keyed by stream id; each entry holds the stream's `FrameDecoder` and where each direction
+stands. The asyncio shell feeds every aioquic event to `handle_event` and acts on the returned
+`RpcEvent` list; it sends with `send_request`, `send_message`, `end_input`, `send_trailer` and
+`cancel`, and then asks the `QuicConnection` for datagrams as usual.
+
+Rules the core enforces:
+
+1. A request stream is ``HEADER MESSAGE* FIN``; a response stream is ``MESSAGE* TRAILER FIN``.
+   Anything else is bad input on that call only: a server answers it with a trailer
+   (INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a frame above the limit) and stops reading; a
+   client resets the stream. Either way `CallFailed` is reported.
+2. A stream a peer may not open (a server-initiated or unidirectional stream, on a server; any
+   stream the client did not open, on a client), or a wrong ALPN, is a protocol violation: the
+   whole connection is closed with `CLOSE_PROTOCOL_VIOLATION`. Other connections are untouched.
+3. A server parks call events until `mark_ready()` (the shell calls it once the peer passed
+   authentication), so no call is dispatched before then.
+4. A peer's reset (or, on a server, STOP_SENDING) abandons the call: `CallReset` is reported and
+   our side is reset too. Data for a call the core already forgot is dropped quietly.
+5. Flow control: aioquic raises a stream's receive credit whenever the peer has sent half of it,
+   however little the application has read. The core replaces that rule on its connection: a
+   stream's credit is ``consumed + receive_window``, or just enough to finish the frame in
+   progress, so a slow reader holds at most ``receive_window + max_frame_size`` unread bytes
+   per call. The shell reports what the application took with `consume`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.quic import events as quic_events
+from aioquic.quic.connection import (
+    MAX_STREAM_DATA_FRAME_CAPACITY,
+    QuicConnection,
+    stream_is_client_initiated,
+    stream_is_unidirectional,
+)
+from aioquic.quic.packet import QuicFrameType
+
+from .events import (
+    CallFailed,
+    CallReset,
+    ConnectionReady,
+    ConnectionTerminated,
+    InputEnded,
+    MessageReceived,
+    RequestReceived,
+    RpcEvent,
+    TrailerReceived,
+)
+from .framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FrameDecoder,
+    FrameError,
+    FrameType,
+    RequestHeader,
+    Trailer,
+    decode_header,
+    decode_trailer,
+    encode_header,
+    encode_message,
+    encode_trailer,
+)
+from .status import Status
+
+__all__ = [
+    "ALPN",
+    "CLOSE_NO_ERROR",
+    "CLOSE_PROTOCOL_VIOLATION",
+    "CLOSE_UNAUTHENTICATED",
+    "DEFAULT_RECEIVE_WINDOW",
+    "RpcConnection",
+]
+
+ALPN = "rpcnet/1"
+CLOSE_NO_ERROR = 0x0
+CLOSE_PROTOCOL_VIOLATION = 0x1
+CLOSE_UNAUTHENTICATED = 0x2
+DEFAULT_RECEIVE_WINDOW = 256 * 1024
+
+_NO_MESSAGE: Any = object()
+
+
+@dataclass(slots=True)
+class _Call:
+    decoder: FrameDecoder
+    header_seen: bool = False
+    input_ended: bool = False
+    """The peer's direction is over: FIN seen, trailer seen, or we stopped reading."""
+    output_ended: bool = False
+    """Our direction is over: FIN sent or stream reset."""
+    received: int = 0
+    """Stream offset up to which data reached the core."""
+    consumed: int = 0
+    """Bytes the application took (control frames count at once)."""
+
+
+class RpcConnection:
+    """RPC calls over one QUIC connection, in the client or the server role."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        *,
+        is_client: bool,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        receive_window: int = DEFAULT_RECEIVE_WINDOW,
+    ) -> None:
+        self.quic = quic
+        self.is_client = is_client
+        self.max_frame_size = max_frame_size
+        self.receive_window = receive_window
+        self.calls: dict[int, _Call] = {}
+        self.terminated = False
+        self._ready = is_client
+        self._parked: list[RpcEvent] = []
+        self._highest_stream_id = -1
+        _install_credit_rule(quic, self)
+
+    # -- inputs from aioquic -------------------------------------------------------------
+
+    def handle_event(self, event: quic_events.QuicEvent) -> list[RpcEvent]:
+        """Digest one aioquic event; returns what happened to calls and the connection."""
+        out: list[RpcEvent] = []
+        if isinstance(event, quic_events.StreamDataReceived):
+            self._on_data(event.stream_id, event.data, event.end_stream, out)
+        elif isinstance(event, quic_events.StreamReset):
+            self._on_reset(event.stream_id, event.error_code, out)
+        elif isinstance(event, quic_events.StopSendingReceived):
+            self._on_stop_sending(event.stream_id, event.error_code, out)
+        elif isinstance(event, quic_events.HandshakeCompleted):
+            if event.alpn_protocol != ALPN:
+                self.close(CLOSE_PROTOCOL_VIOLATION, f"ALPN {ALPN} required")
+            else:
+                return [ConnectionReady(event.alpn_protocol)]
+        elif isinstance(event, quic_events.ConnectionTerminated):
+            if not self.terminated:
+                self.terminated = True
+                ids = tuple(self.calls)
+                self.calls.clear()
+                self._parked.clear()
+                return [ConnectionTerminated(event.error_code, event.reason_phrase, ids)]
+            return []
+        if not self._ready and out:
+            self._parked.extend(out)
+            return []
+        return out
+
+    def mark_ready(self) -> list[RpcEvent]:
+        """Server: the peer is authenticated; returns the call events parked until now."""
+        self._ready = True
+        parked, self._parked = self._parked, []
+        return parked
+
+    # -- inputs from the application -----------------------------------------------------
+
+    def send_request(
+        self, header: RequestHeader, message: Any = _NO_MESSAGE, *, end_stream: bool = False
+    ) -> int:
+        """Client: open a call; a unary request passes its message and ``end_stream=True`` so
+        header, message and FIN leave in one write (one packet when it fits)."""
+        stream_id = self.quic.get_next_available_stream_id()
+        data = encode_header(header)
+        if message is not _NO_MESSAGE:
+            data += encode_message(message)
+        call = _Call(FrameDecoder(self.max_frame_size), header_seen=True, output_ended=end_stream)
+        self.calls[stream_id] = call
+        self.quic.send_stream_data(stream_id, data, end_stream)
+        return stream_id
+
+    def send_message(self, stream_id: int, message: Any, *, end_stream: bool = False) -> bool:
+        """Send one message (a wire map); False when the call can no longer send."""
+        call = self.calls.get(stream_id)
+        if call is None or call.output_ended or self.terminated:
+            return False
+        self.quic.send_stream_data(stream_id, encode_message(message), end_stream)
+        if end_stream:
+            call.output_ended = True
+            self._forget_if_done(stream_id, call)
+        return True
+
+    def end_input(self, stream_id: int) -> None:
+        """Client: the request stream is complete (FIN)."""
+        call = self.calls.get(stream_id)
+        if call is None or call.output_ended or self.terminated:
+            return
+        call.output_ended = True
+        self.quic.send_stream_data(stream_id, b"", True)
+        self._forget_if_done(stream_id, call)
+
+    def send_trailer(self, stream_id: int, trailer: Trailer, message: Any = _NO_MESSAGE) -> bool:
+        """Server: end the call with `trailer`, after one last `message` in the same write.
+
+        If the caller has not finished sending, the core stops reading its stream.
+        """
+        call = self.calls.get(stream_id)
+        if call is None or call.output_ended or self.terminated:
+            return False
+        data = encode_trailer(trailer)
+        if message is not _NO_MESSAGE:
+            data = encode_message(message) + data
+        self.quic.send_stream_data(stream_id, data, True)
+        call.output_ended = True
+        if not call.input_ended:
+            call.input_ended = True
+            self._stop_reading(stream_id, Status.CANCELLED)
+        self._forget_if_done(stream_id, call)
+        return True
+
+    def cancel(self, stream_id: int, status: Status = Status.CANCELLED) -> None:
+        """Abandon a call: reset our direction and stop reading; its code is `status`."""
+        call = self.calls.pop(stream_id, None)
+        if call is None or self.terminated:
+            return
+        if not call.output_ended:
+            self.quic.reset_stream(stream_id, int(status))
+        if not call.input_ended:
+            self._stop_reading(stream_id, status)
+
+    def consume(self, stream_id: int, size: int) -> None:
+        """The application took `size` bytes of messages from this call."""
+        call = self.calls.get(stream_id)
+        if call is not None:
+            call.consumed += size
+
+    def send_buffered(self, stream_id: int) -> int:
+        """Bytes written on this call that the peer has not acknowledged yet."""
+        stream = self.quic._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return len(stream.sender._buffer)
+
+    def close(self, error_code: int = CLOSE_NO_ERROR, reason: str = "") -> None:
+        """Close the whole connection (the shell then transmits)."""
+        self.quic.close(error_code=error_code, reason_phrase=reason)
+
+    # -- credit ---------------------------------------------------------------------------
+
+    def credit_limit(self, stream_id: int) -> int | None:
+        """The receive credit this call should have, or None for streams not ours."""
+        call = self.calls.get(stream_id)
+        if call is None:
+            return None
+        finish_frame = call.received + call.decoder.pending_frame_remaining
+        return max(call.consumed + self.receive_window, finish_frame)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _on_data(self, stream_id: int, data: bytes, fin: bool, out: list[RpcEvent]) -> None:
+        call = self.calls.get(stream_id)
+        if call is None:
+            call = self._open_remote(stream_id)
+            if call is None:
+                return
+        if call.input_ended:
+            return  # after a trailer, a failure or stop-reading: nothing more to say
+        call.received += len(data)
+        try:
+            frames = call.decoder.feed(data) if data else []
+        except FrameError as exc:
+            self._fail(stream_id, call, exc.status, exc.message, out)
+            return
+        for kind, payload in frames:
+            if self.is_client:
+                done = self._client_frame(stream_id, call, kind, payload, out)
+            else:
+                done = self._server_frame(stream_id, call, kind, payload, out)
+            if done:
+                return
+        if fin:
+            self._on_fin(stream_id, call, out)
+
+    def _open_remote(self, stream_id: int) -> _Call | None:
+        if self.is_client:
+            if not stream_is_client_initiated(stream_id):
+                self.close(CLOSE_PROTOCOL_VIOLATION, "server opened a stream")
+            return None  # else: a call we already forgot
+        if stream_is_unidirectional(stream_id) or not stream_is_client_initiated(stream_id):
+            self.close(CLOSE_PROTOCOL_VIOLATION, "only client bidirectional streams are allowed")
+            return None
+        if stream_id <= self._highest_stream_id:
+            return None  # a call already finished; late bytes are dropped
+        self._highest_stream_id = stream_id
+        call = _Call(FrameDecoder(self.max_frame_size))
+        self.calls[stream_id] = call
+        return call
+
+    def _server_frame(
+        self, stream_id: int, call: _Call, kind: FrameType, payload: bytes, out: list[RpcEvent]
+    ) -> bool:
+        size = len(payload) + 5
+        if kind is FrameType.MESSAGE and call.header_seen:
+            out.append(MessageReceived(stream_id, payload, size))
+            return False
+        if kind is FrameType.HEADER and not call.header_seen:
+            call.consumed += size
+            try:
+                header = decode_header(payload)
+            except FrameError as exc:
+                self._fail(stream_id, call, exc.status, exc.message, out)
+                return True
+            call.header_seen = True
+            out.append(RequestReceived(stream_id, header))
+            return False
+        problem = "a second request header" if kind is FrameType.HEADER else f"a {kind.name}"
+        if not call.header_seen:
+            problem = f"a {kind.name} before the request header"
+        self._fail(stream_id, call, Status.INVALID_ARGUMENT, f"malformed call: {problem}", out)
+        return True
+
+    def _client_frame(
+        self, stream_id: int, call: _Call, kind: FrameType, payload: bytes, out: list[RpcEvent]
+    ) -> bool:
+        size = len(payload) + 5
+        if kind is FrameType.MESSAGE:
+            out.append(MessageReceived(stream_id, payload, size))
+            return False
+        if kind is FrameType.TRAILER:
+            call.consumed += size
+            try:
+                trailer = decode_trailer(payload)
+            except FrameError as exc:
+                self._fail(stream_id, call, Status.INTERNAL, exc.message, out)
+                return True
+            call.input_ended = True
+            out.append(TrailerReceived(stream_id, trailer))
+            self._forget_if_done(stream_id, call)
+            return True
+        self._fail(stream_id, call, Status.INTERNAL, "malformed response: a request header", out)
+        return True
+
+    def _on_fin(self, stream_id: int, call: _Call, out: list[RpcEvent]) -> None:
+        if not call.decoder.at_boundary():
+            self._fail(stream_id, call, Status.INVALID_ARGUMENT, "truncated frame at FIN", out)
+        elif self.is_client:
+            self._fail(stream_id, call, Status.INTERNAL, "response ended without a trailer", out)
+        elif not call.header_seen:
+            self._fail(stream_id, call, Status.INVALID_ARGUMENT, "request without a header", out)
+        else:
+            call.input_ended = True
+            out.append(InputEnded(stream_id))
+            self._forget_if_done(stream_id, call)
+
+    def _fail(
+        self, stream_id: int, call: _Call, status: Status, message: str, out: list[RpcEvent]
+    ) -> None:
+        if self.is_client:
+            self.cancel(stream_id, status)
+        else:
+            self.send_trailer(stream_id, Trailer(status, message))
+            if not call.input_ended:
+                call.input_ended = True
+                self._stop_reading(stream_id, status)
+            self.calls.pop(stream_id, None)
+        out.append(CallFailed(stream_id, status, message))
+
+    def _on_reset(self, stream_id: int, error_code: int, out: list[RpcEvent]) -> None:
+        call = self.calls.pop(stream_id, None)
+        if call is None:
+            return
+        if not call.output_ended:
+            self.quic.reset_stream(stream_id, int(Status.CANCELLED))
+        out.append(CallReset(stream_id, error_code))
+
+    def _on_stop_sending(self, stream_id: int, error_code: int, out: list[RpcEvent]) -> None:
+        call = self.calls.get(stream_id)
+        if call is None:
+            return
+        call.output_ended = True  # aioquic already reset our direction
+        if self.is_client:
+            # The server stopped reading; its trailer (if any) is still on the way.
+            self._forget_if_done(stream_id, call)
+            return
+        self.calls.pop(stream_id, None)
+        if not call.input_ended:
+            self._stop_reading(stream_id, Status.CANCELLED)
+        out.append(CallReset(stream_id, error_code))
+
+    def _stop_reading(self, stream_id: int, status: Status) -> None:
+        stream = self.quic._streams.get(stream_id)
+        if stream is not None and not stream.receiver.is_finished:
+            self.quic.stop_stream(stream_id, int(status))
+
+    def _forget_if_done(self, stream_id: int, call: _Call) -> None:
+        if call.input_ended and call.output_ended:
+            self.calls.pop(stream_id, None)
+
+
+def _install_credit_rule(quic: QuicConnection, core: RpcConnection) -> None:
+    """Replace aioquic's per-stream credit rule on this connection (see rule 5 above)."""
+    default_rule = quic._write_stream_limits
+
+    def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
+        limit = core.credit_limit(stream.stream_id) if stream.max_stream_data_local else None
+        if limit is None:
+            default_rule(builder=builder, space=space, stream=stream)
+            return
+        current = stream.max_stream_data_local
+        # Batch updates: grant once a quarter window is free, or when a frame must finish.
+        if limit - current >= core.receive_window // 4 or (
+            limit > current and stream.receiver.highest_offset >= current
+        ):
+            stream.max_stream_data_local = limit
+        if stream.max_stream_data_local_sent == stream.max_stream_data_local:
+            return
+        buf = builder.start_frame(
+            QuicFrameType.MAX_STREAM_DATA,
+            capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+            handler=quic._on_max_stream_data_delivery,
+            handler_args=(stream,),
+        )
+        buf.push_uint_var(stream.stream_id)
+        buf.push_uint_var(stream.max_stream_data_local)
+        stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+    quic._write_stream_limits = write_stream_limits  # type: ignore[method-assign]

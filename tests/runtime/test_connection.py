@@ -1,0 +1,214 @@
+"""The sans-IO core between two in-memory QUIC connections (no sockets, bounded pumps)."""
+
+from __future__ import annotations
+
+import struct
+
+from quic_pair import make_pair
+
+from rpcnet_runtime.certs import DevCerts
+from rpcnet_runtime.codec import pack
+from rpcnet_runtime.connection import CLOSE_PROTOCOL_VIOLATION, _Call
+from rpcnet_runtime.events import (
+    CallFailed,
+    CallReset,
+    ConnectionReady,
+    ConnectionTerminated,
+    InputEnded,
+    MessageReceived,
+    RequestReceived,
+    TrailerReceived,
+)
+from rpcnet_runtime.framing import (
+    FrameDecoder,
+    FrameType,
+    RequestHeader,
+    Trailer,
+    encode_frame,
+    encode_header,
+    encode_message,
+)
+from rpcnet_runtime.status import Status
+
+HEADER = RequestHeader(path="p.S/M", timeout=2.0, metadata={"k": "v"})
+
+
+def test_unary_round_trip_reports_each_step(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    assert [type(e) for e in pair.take_client()] == [ConnectionReady]
+    assert [type(e) for e in pair.take_server()] == [ConnectionReady]
+
+    sid = pair.client.send_request(HEADER, {1: "hi"}, end_stream=True)
+    pair.pump()
+    events = pair.take_server()
+    assert events == [
+        RequestReceived(sid, HEADER),
+        MessageReceived(sid, pack({1: "hi"}), len(pack({1: "hi"})) + 5),
+        InputEnded(sid),
+    ]
+    assert pair.server.send_trailer(sid, Trailer(Status.OK, metadata={"r": "1"}), {1: "ho"})
+    pair.pump()
+    assert pair.take_client() == [
+        MessageReceived(sid, pack({1: "ho"}), len(pack({1: "ho"})) + 5),
+        TrailerReceived(sid, Trailer(Status.OK, metadata={"r": "1"})),
+    ]
+    assert pair.client.calls == {}
+    assert pair.server.calls == {}
+
+
+def test_unary_request_leaves_in_one_datagram(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.client.send_request(HEADER, {1: "x" * 200}, end_stream=True)
+    assert len(pair.client.quic.datagrams_to_send(now=pair.now)) == 1
+
+
+def test_streaming_both_ways(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER)
+    for i in range(3):
+        assert pair.client.send_message(sid, {1: i})
+    pair.pump()
+    events = pair.take_server()
+    assert [type(e) for e in events] == [RequestReceived] + [MessageReceived] * 3
+    for i in range(2):
+        assert pair.server.send_message(sid, {1: i})
+    pair.client.end_input(sid)
+    pair.pump()
+    assert [type(e) for e in pair.take_server()] == [InputEnded]
+    pair.server.send_trailer(sid, Trailer(Status.OK))
+    pair.pump()
+    assert [type(e) for e in pair.take_client()] == [
+        ConnectionReady,
+        MessageReceived,
+        MessageReceived,
+        TrailerReceived,
+    ]
+
+
+def test_cancel_resets_and_server_reports_it(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER)
+    pair.pump()
+    assert [type(e) for e in pair.take_server()] == [RequestReceived]
+    pair.client.cancel(sid)
+    pair.pump()
+    resets = [e for e in pair.take_server() if isinstance(e, CallReset)]
+    assert resets == [CallReset(sid, int(Status.CANCELLED))]
+    assert pair.server.calls == {}
+    # A late trailer from the server is refused quietly.
+    assert not pair.server.send_trailer(sid, Trailer(Status.OK))
+
+
+def test_oversized_frame_fails_only_that_call(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs, max_frame_size=1000)
+    pair.take_server()
+    pair.take_client()
+    bad = pair.client.send_request(HEADER)
+    pair.client.quic.send_stream_data(bad, struct.pack(">BI", FrameType.MESSAGE, 5000))
+    good = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    server_events = pair.take_server()
+    assert CallFailed(bad, Status.RESOURCE_EXHAUSTED, server_events[-4].message) in server_events
+    assert RequestReceived(good, HEADER) in server_events
+    trailers = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
+    assert [t.stream_id for t in trailers] == [bad]
+    assert trailers[0].trailer.status is Status.RESOURCE_EXHAUSTED
+    assert "5000" in trailers[0].trailer.message
+
+
+def test_malformed_header_gets_invalid_argument(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_client()
+    sid = pair.client.quic.get_next_available_stream_id()
+    pair.client.quic.send_stream_data(sid, encode_frame(FrameType.HEADER, b"\xc1garbage"), True)
+    # Let the client core expect the answer to this hand-written request.
+    pair.client.calls[sid] = _Call(FrameDecoder(), header_seen=True, output_ended=True)
+    pair.pump()
+    (trailer,) = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
+    assert trailer.trailer.status is Status.INVALID_ARGUMENT
+    assert "not msgpack" in trailer.trailer.message
+
+
+def test_message_before_header_is_malformed(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    sid = pair.client.quic.get_next_available_stream_id()
+    pair.client.quic.send_stream_data(sid, encode_message({1: 1}), True)
+    pair.pump()
+    (failed,) = [e for e in pair.take_server() if isinstance(e, CallFailed)]
+    assert failed.status is Status.INVALID_ARGUMENT
+    assert "before the request header" in failed.message
+
+
+def test_truncated_frame_at_fin(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    sid = pair.client.quic.get_next_available_stream_id()
+    data = encode_header(HEADER) + encode_message({1: "abc"})[:-2]
+    pair.client.quic.send_stream_data(sid, data, True)
+    pair.pump()
+    events = pair.take_server()
+    assert isinstance(events[0], RequestReceived)
+    assert events[-1] == CallFailed(sid, Status.INVALID_ARGUMENT, "truncated frame at FIN")
+
+
+def test_unidirectional_stream_closes_the_connection(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    sid = pair.client.quic.get_next_available_stream_id(is_unidirectional=True)
+    pair.client.quic.send_stream_data(sid, b"hello", True)
+    pair.pump()
+    for _ in range(10):  # let the closing period run out
+        pair.advance(1.0)
+        pair.step()
+    closed = [e for e in pair.take_client() if isinstance(e, ConnectionTerminated)]
+    assert closed and closed[0].error_code == CLOSE_PROTOCOL_VIOLATION
+
+
+def test_wrong_alpn_is_refused(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs, server_alpn="h3", client_alpn="h3")
+    assert pair.server.quic._close_event is not None or pair.server.terminated
+    assert not any(isinstance(e, ConnectionReady) for e in pair.server_events)
+
+
+def test_server_parks_calls_until_ready(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs, ready=False)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    assert pair.take_server() == []
+    released = pair.server.mark_ready()
+    assert [type(e) for e in released] == [RequestReceived, MessageReceived, InputEnded]
+    assert released[0] == RequestReceived(sid, HEADER)
+
+
+def test_slow_reader_bounds_unread_bytes(dev_certs: DevCerts) -> None:
+    window = 64 * 1024
+    pair = make_pair(dev_certs, receive_window=window)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER)
+    chunk = {1: b"z" * 4000}
+    for _ in range(200):  # 800 kB offered, far above the window
+        pair.client.send_message(sid, chunk)
+    pair.pump(max_rounds=200)
+    received = [e for e in pair.take_server() if isinstance(e, MessageReceived)]
+    unread = sum(e.size for e in received)
+    assert window <= unread + 5000 and unread <= window + 5000
+    assert pair.client.send_buffered(sid) > 500_000
+    # Consuming lets the writer go on, again only about a window further.
+    pair.server.consume(sid, unread)
+    pair.pump(max_rounds=200)
+    more = sum(e.size for e in pair.take_server() if isinstance(e, MessageReceived))
+    assert window // 2 <= more <= window + 5000
+
+
+def test_big_frame_gets_credit_to_complete(dev_certs: DevCerts) -> None:
+    window = 16 * 1024
+    pair = make_pair(dev_certs, receive_window=window)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER)
+    pair.client.send_message(sid, {1: b"q" * 100_000}, end_stream=True)
+    pair.pump(max_rounds=300)
+    events = pair.take_server()
+    assert [type(e) for e in events] == [RequestReceived, MessageReceived, InputEnded]
