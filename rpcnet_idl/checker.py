@@ -1,17 +1,416 @@
-"""Semantic checks over a loaded `Program` (work in progress: rules land incrementally)."""
+"""Semantic checks over a loaded `Program`: every problem collected in one run, none raised.
+
+Each rule has a stable ``code``. This module holds the entry point, the shared `Context` and
+the structural rules (names, numbers, reserved entries, type references);
+`checker_annotations` holds the annotation and policy rules. Only the schemas the user can
+see are checked: every loaded file, since an imported file's errors break the generated code
+as surely as a root's.
+
+Codes here: duplicate-name, duplicate-field-number, duplicate-enum-number, field-number-range,
+enum-value-range, invalid-reserved, reserved-number, reserved-name, unknown-type,
+invalid-field-type, invalid-map-key, invalid-optional, invalid-rpc-type, throws-not-error,
+empty-union, empty-enum.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .diagnostics import Diagnostic
+from . import ast
+from .diagnostics import Diagnostic, Severity
 
 if TYPE_CHECKING:
-    from .loader import Program
+    from .loader import Program, Symbol
 
-__all__ = ["check"]
+__all__ = ["MAX_FIELD_NUMBER", "Context", "check", "enum_value_name_span"]
+
+MAX_FIELD_NUMBER = (1 << 29) - 1
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+MAP_KEY_SCALARS = frozenset({"string", "int32", "int64", "uint32", "uint64", "bool"})
+
+
+class Context:
+    """The program under check and the diagnostics found so far."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.diagnostics: list[Diagnostic] = []
+
+    def report(
+        self,
+        schema: ast.Schema,
+        span: ast.Span,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        self.diagnostics.append(
+            Diagnostic(
+                path=schema.path,
+                span=span,
+                code=code,
+                message=message,
+                severity=severity,
+                hint=hint,
+                source_line=self.program.source_line(schema, span.line),
+            )
+        )
+
+    def resolve(self, schema: ast.Schema, ref: ast.NamedType) -> Symbol | None:
+        return self.program.resolve(schema, ref)
+
+    def unknown_type(self, schema: ast.Schema, ref: ast.NamedType, what: str = "type") -> None:
+        """Report `ref` as unknown, with the nearest visible name or where it really lives."""
+        hint = None
+        elsewhere = [
+            symbol
+            for fqn, symbol in self.program.symbols.items()
+            if fqn == ref.name or fqn.endswith("." + ref.name)
+        ]
+        if elsewhere:
+            symbol = elsewhere[0]
+            hint = f"{symbol.fqn} is declared in {symbol.schema.path}"
+            if symbol.schema.package != schema.package:
+                hint += f"; refer to it as {symbol.fqn}"
+            if symbol.schema is not schema and symbol.schema not in self._imported(schema):
+                hint += f' and add: import "{_relative_import(schema, symbol.schema)}";'
+        else:
+            names = list(self.program.visible_symbols(schema))
+            close = difflib.get_close_matches(ref.name, names, n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean {close[0]}?"
+        self.report(schema, ref.span, "unknown-type", f"unknown {what} {ref.name!r}", hint)
+
+    def _imported(self, schema: ast.Schema) -> list[ast.Schema]:
+        return self.program.imports_of(schema)
+
+
+def _relative_import(schema: ast.Schema, target: ast.Schema) -> str:
+    import posixpath
+
+    base = posixpath.dirname(schema.path) or "."
+    return posixpath.relpath(target.path, base)
 
 
 def check(program: Program) -> list[Diagnostic]:
     """Every problem in `program`, errors and warnings; raises nothing."""
-    return []
+    from .checker_annotations import check_annotations
+
+    ctx = Context(program)
+    _check_package_names(ctx)
+    for schema in program.schemas.values():
+        for decl in schema.declarations:
+            if isinstance(decl, ast.Enum):
+                _check_enum(ctx, schema, decl)
+            elif isinstance(decl, ast.Service):
+                _check_service(ctx, schema, decl)
+            else:
+                _check_fields(ctx, schema, decl)
+        check_annotations(ctx, schema)
+    return ctx.diagnostics
+
+
+def _check_package_names(ctx: Context) -> None:
+    """duplicate-name: one declaration per name in a package, across all its files."""
+    seen: dict[str, tuple[ast.Schema, ast.Declaration]] = {}
+    for schema in ctx.program.schemas.values():
+        for decl in schema.declarations:
+            fqn = f"{schema.package}.{decl.name}"
+            if fqn in seen:
+                first_schema, first = seen[fqn]
+                where = f"{first_schema.path}:{first.name_span.line}:{first.name_span.column}"
+                ctx.report(
+                    schema,
+                    decl.name_span,
+                    "duplicate-name",
+                    f"{decl.name!r} is already declared in package {schema.package}",
+                    f"first declared at {where}",
+                )
+            else:
+                seen[fqn] = (schema, decl)
+
+
+def _duplicates(
+    ctx: Context, schema: ast.Schema, items: Iterable[tuple[str, ast.Span]], what: str
+) -> None:
+    seen: dict[str, ast.Span] = {}
+    for name, span in items:
+        if name in seen:
+            first = seen[name]
+            ctx.report(
+                schema,
+                span,
+                "duplicate-name",
+                f"{what} {name!r} is declared twice",
+                f"first declared at line {first.line}",
+            )
+        else:
+            seen[name] = span
+
+
+def enum_value_name_span(program: Program, schema: ast.Schema, value: ast.EnumValue) -> ast.Span:
+    """Where the name of `value` stands (the AST records only the whole value and its number)."""
+    line, column = value.span.line, value.span.column
+    if value.annotations:
+        end = value.annotations[-1].span
+        line, column = end.end_line, end.end_column
+    pattern = re.compile(rf"\b{re.escape(value.name)}\b")
+    for number in range(line, value.number_span.line + 1):
+        text = program.source_line(schema, number)
+        match = pattern.search(text, column - 1 if number == line else 0)
+        if match:
+            return ast.Span(number, match.start() + 1, number, match.end() + 1)
+    return value.span
+
+
+def _check_reserved(
+    ctx: Context,
+    schema: ast.Schema,
+    reserved: tuple[ast.Reserved, ...],
+    low: int,
+    high: int,
+    range_code: str,
+) -> None:
+    for entry in reserved:
+        for first, last in entry.ranges:
+            if first > last:
+                ctx.report(
+                    schema,
+                    entry.span,
+                    "invalid-reserved",
+                    f"reserved range {first} to {last} is empty",
+                    "write the smaller number first",
+                )
+            elif first < low or last > high:
+                ctx.report(
+                    schema,
+                    entry.span,
+                    range_code,
+                    f"reserved number out of range: {first} to {last} (allowed: {low} to {high})",
+                )
+
+
+def _reserved_lookup(
+    reserved: tuple[ast.Reserved, ...],
+) -> tuple[list[tuple[int, int]], set[str]]:
+    ranges = [r for entry in reserved for r in entry.ranges]
+    names = {n for entry in reserved for n in entry.names}
+    return ranges, names
+
+
+def _check_enum(ctx: Context, schema: ast.Schema, enum: ast.Enum) -> None:
+    if not enum.values:
+        ctx.report(schema, enum.name_span, "empty-enum", f"enum {enum.name!r} has no values")
+    name_spans = [(v.name, enum_value_name_span(ctx.program, schema, v)) for v in enum.values]
+    _duplicates(ctx, schema, name_spans, "enum value")
+    _check_reserved(ctx, schema, enum.reserved, INT32_MIN, INT32_MAX, "enum-value-range")
+    ranges, names = _reserved_lookup(enum.reserved)
+    numbers: dict[int, str] = {}
+    for value, (_, name_span) in zip(enum.values, name_spans, strict=True):
+        if not INT32_MIN <= value.number <= INT32_MAX:
+            ctx.report(
+                schema,
+                value.number_span,
+                "enum-value-range",
+                f"enum value {value.number} is outside the int32 range",
+            )
+        if value.number in numbers:
+            ctx.report(
+                schema,
+                value.number_span,
+                "duplicate-enum-number",
+                f"{value.name} = {value.number} repeats the number of {numbers[value.number]}",
+                "enum values need distinct numbers",
+            )
+        else:
+            numbers[value.number] = value.name
+        _check_reserved_use(
+            ctx, schema, value.name, name_span, value.number, value.number_span, ranges, names
+        )
+
+
+def _check_reserved_use(
+    ctx: Context,
+    schema: ast.Schema,
+    name: str,
+    name_span: ast.Span,
+    number: int,
+    number_span: ast.Span,
+    ranges: list[tuple[int, int]],
+    names: set[str],
+) -> None:
+    for low, high in ranges:
+        if low <= number <= high:
+            shown = str(low) if low == high else f"{low} to {high}"
+            ctx.report(
+                schema,
+                number_span,
+                "reserved-number",
+                f"number {number} of {name!r} is reserved ({shown})",
+                "reserved numbers belonged to deleted entries and must not be reused",
+            )
+            break
+    if name in names:
+        ctx.report(
+            schema,
+            name_span,
+            "reserved-name",
+            f"name {name!r} is reserved",
+            "reserved names belonged to deleted entries; choose another name",
+        )
+
+
+def _check_fields(
+    ctx: Context, schema: ast.Schema, decl: ast.Message | ast.Union | ast.Error
+) -> None:
+    fields = decl.variants if isinstance(decl, ast.Union) else decl.fields
+    what = "variant" if isinstance(decl, ast.Union) else "field"
+    if isinstance(decl, ast.Union) and not fields:
+        ctx.report(
+            schema,
+            decl.name_span,
+            "empty-union",
+            f"union {decl.name!r} has no variants",
+            "a union needs at least one variant; exactly one is set",
+        )
+    _duplicates(ctx, schema, ((f.name, f.name_span) for f in fields), what)
+    _check_reserved(ctx, schema, decl.reserved, 1, MAX_FIELD_NUMBER, "field-number-range")
+    ranges, names = _reserved_lookup(decl.reserved)
+    numbers: dict[int, str] = {}
+    for f in fields:
+        if not 1 <= f.number <= MAX_FIELD_NUMBER:
+            ctx.report(
+                schema,
+                f.number_span,
+                "field-number-range",
+                f"field number {f.number} is out of range",
+                f"field numbers run from 1 to {MAX_FIELD_NUMBER} (2^29-1)",
+            )
+        elif f.number in numbers:
+            ctx.report(
+                schema,
+                f.number_span,
+                "duplicate-field-number",
+                f"{what} number {f.number} of {f.name!r} is already used by {numbers[f.number]!r}",
+                "field numbers are the wire identity of a field and must be unique",
+            )
+        else:
+            numbers[f.number] = f.name
+        _check_reserved_use(
+            ctx, schema, f.name, f.name_span, f.number, f.number_span, ranges, names
+        )
+        if f.optional and isinstance(decl, ast.Union):
+            ctx.report(
+                schema,
+                f.span,
+                "invalid-optional",
+                f"union variant {f.name!r} cannot be optional",
+                "a union's variants are all optional already: exactly one is set",
+            )
+        elif f.optional and isinstance(f.type, ast.ListType | ast.MapType):
+            kind = "list" if isinstance(f.type, ast.ListType) else "map"
+            ctx.report(
+                schema,
+                f.span,
+                "invalid-optional",
+                f"a {kind} field cannot be optional",
+                f"an absent {kind} reads as empty; drop 'optional'",
+            )
+        _check_type(ctx, schema, f.type)
+
+
+def _check_type(ctx: Context, schema: ast.Schema, ref: ast.TypeRef) -> None:
+    """unknown-type, invalid-field-type and invalid-map-key for a field's type, recursively."""
+    if isinstance(ref, ast.ListType):
+        _check_type(ctx, schema, ref.element)
+    elif isinstance(ref, ast.MapType):
+        _check_map_key(ctx, schema, ref.key)
+        _check_type(ctx, schema, ref.value)
+    elif isinstance(ref, ast.NamedType):
+        symbol = ctx.resolve(schema, ref)
+        if symbol is None:
+            ctx.unknown_type(schema, ref)
+        elif isinstance(symbol.decl, ast.Service | ast.Error):
+            kind = "a service" if isinstance(symbol.decl, ast.Service) else "an error"
+            ctx.report(
+                schema,
+                ref.span,
+                "invalid-field-type",
+                f"{ref.name!r} is {kind} and cannot be the type of a field",
+                "fields hold scalars, enums, messages, unions, lists and maps",
+            )
+
+
+def _check_map_key(ctx: Context, schema: ast.Schema, key: ast.TypeRef) -> None:
+    hint = "a map key is string, an integer type, bool or an enum"
+    if isinstance(key, ast.ScalarType):
+        if key.name not in MAP_KEY_SCALARS:
+            ctx.report(schema, key.span, "invalid-map-key", f"{key.name} cannot be a map key", hint)
+    elif isinstance(key, ast.NamedType):
+        symbol = ctx.resolve(schema, key)
+        if symbol is None:
+            ctx.unknown_type(schema, key)
+        elif not isinstance(symbol.decl, ast.Enum):
+            ctx.report(
+                schema, key.span, "invalid-map-key", f"{key.name!r} cannot be a map key", hint
+            )
+    else:
+        ctx.report(schema, key.span, "invalid-map-key", "a container cannot be a map key", hint)
+
+
+def _check_service(ctx: Context, schema: ast.Schema, service: ast.Service) -> None:
+    _duplicates(ctx, schema, ((m.name, m.name_span) for m in service.methods), "method")
+    for method in service.methods:
+        for ref, role in ((method.request, "request"), (method.response, "response")):
+            _check_rpc_type(ctx, schema, ref, role)
+        thrown: set[str] = set()
+        for error in method.throws:
+            symbol = ctx.resolve(schema, error)
+            if symbol is None:
+                ctx.unknown_type(schema, error, "error type")
+            elif not isinstance(symbol.decl, ast.Error):
+                ctx.report(
+                    schema,
+                    error.span,
+                    "throws-not-error",
+                    f"{error.name!r} is not an error type",
+                    "throws (...) lists types declared with 'error'",
+                )
+            elif symbol.fqn in thrown:
+                ctx.report(schema, error.span, "duplicate-name", f"{error.name!r} is thrown twice")
+            thrown.add(symbol.fqn if symbol is not None else error.name)
+
+
+def _check_rpc_type(ctx: Context, schema: ast.Schema, ref: ast.TypeRef, role: str) -> None:
+    hint = "a method's request and response are messages or unions"
+    if isinstance(ref, ast.NamedType):
+        symbol = ctx.resolve(schema, ref)
+        if symbol is None:
+            ctx.unknown_type(schema, ref)
+            return
+        if isinstance(symbol.decl, ast.Message | ast.Union):
+            return
+        kind = type(symbol.decl).__name__.lower()
+        message = (
+            f"{role} type {ref.name!r} is an {kind}"
+            if kind in ("enum", "error")
+            else (f"{role} type {ref.name!r} is a {kind}")
+        )
+        ctx.report(schema, ref.span, "invalid-rpc-type", message, hint)
+        return
+    shown = (
+        ref.name
+        if isinstance(ref, ast.ScalarType)
+        else ("a list" if isinstance(ref, ast.ListType) else "a map")
+    )
+    ctx.report(
+        schema,
+        ref.span,
+        "invalid-rpc-type",
+        f"{role} type cannot be {shown}",
+        hint + "; wrap it in a message",
+    )
