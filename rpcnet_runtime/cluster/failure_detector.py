@@ -62,8 +62,12 @@ def _time_at_phi(threshold: float, mean: float, std_deviation: float) -> float:
     a = threshold * _LN10 + math.log1p(-math.pow(10.0, -threshold))
     p = _A / _B
     q = -a / _B
-    root = math.sqrt(q * q / 4.0 + p * p * p / 27.0)
+    root = math.sqrt(q * q / 4.0 + p * p * p / 27.0)  # inf for absurd thresholds: handled below
     y = math.cbrt(-q / 2.0 + root) + math.cbrt(-q / 2.0 - root)
+    if not math.isfinite(y):
+        return math.inf
+    for _ in range(3):  # Newton steps repair the cancellation in Cardano's formula
+        y -= (_B * y * y * y + _A * y - a) / (3.0 * _B * y * y + _A)
     return mean + y * std_deviation
 
 

@@ -246,15 +246,23 @@ def test_acceptable_pause_shifts_the_mean() -> None:
     assert paused.phi(9.0 + 3.0) == pytest.approx(plain.phi(9.0 + 1.0))
 
 
-def test_unavailable_at_is_where_phi_crosses_the_threshold() -> None:
-    fd = PhiAccrualDetector()
+@pytest.mark.parametrize("threshold", [0.01, 0.5, 1.0, 3.0, 8.0, 16.0, 100.0, 1e6])
+def test_unavailable_at_is_where_phi_crosses_the_threshold(threshold: float) -> None:
+    fd = PhiAccrualDetector(threshold=threshold)
     for i in range(10):
         fd.heartbeat(i * 0.5)
     deadline = fd.unavailable_at()
-    assert deadline is not None and deadline > 4.5
+    assert deadline is not None
     assert not fd.is_available(deadline)
     assert fd.is_available(deadline - 1e-6)
-    assert fd.phi(deadline) == pytest.approx(fd.threshold, rel=1e-9)
+    assert fd.phi(deadline) == pytest.approx(threshold, rel=1e-9)
+
+
+def test_unavailable_at_is_infinite_for_an_absurd_threshold() -> None:
+    fd = PhiAccrualDetector(threshold=1e300)
+    fd.heartbeat(0.0)
+    assert fd.unavailable_at() == math.inf
+    assert fd.is_available(1e9)
 
 
 @pytest.mark.parametrize(
