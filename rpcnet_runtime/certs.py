@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,35 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+_DNS_NAME = re.compile(
+    r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
+)
+#: X.509 caps a common name at 64 characters (RFC 5280 ub-common-name).
+_MAX_COMMON_NAME = 64
+
+
 def _general_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for `hosts`: IP addresses, else ASCII DNS names."""
     names: list[x509.GeneralName] = []
     for host in hosts:
-        if not host:
-            raise ValueError("empty host name")
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            continue
         except ValueError:
-            names.append(x509.DNSName(host))
+            pass
+        if len(host) > 253 or not _DNS_NAME.fullmatch(host):
+            raise ValueError(
+                f"invalid host name {host!r}: use an IP address or an ASCII DNS name "
+                "(punycode for international names)"
+            )
+        names.append(x509.DNSName(host))
     return names
+
+
+def _check_common_name(name: str, what: str) -> None:
+    if not name or len(name) > _MAX_COMMON_NAME:
+        raise ValueError(f"{what} must be 1 to at most {_MAX_COMMON_NAME} characters: {name!r}")
 
 
 def generate_ca(
@@ -160,6 +180,7 @@ def issue_certificate(
         raise ValueError(f"days must be at least 1, got {days}")
     if not (server or client):
         raise ValueError("a certificate must be issued for server or client use (or both)")
+    _check_common_name(common_name, "common_name")
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
@@ -260,8 +281,8 @@ def write_dev_certs(
         raise TypeError("hosts must be a sequence of host names, not a single string")
     if not hosts:
         raise ValueError("at least one host name is needed for the server certificate")
-    if not client_name:
-        raise ValueError("client_name must not be empty")
+    _general_names(hosts)  # checks every host before anything is written
+    _check_common_name(client_name, "client_name")
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     root = Path(directory)
@@ -274,7 +295,13 @@ def write_dev_certs(
     when = now if now is not None else datetime.datetime.now(datetime.UTC)
     ca_cert, ca_key = generate_ca(now=when, days=days)
     server_cert, server_key = issue_certificate(
-        ca_cert, ca_key, common_name=hosts[0], hosts=hosts, server=True, now=when, days=days
+        ca_cert,
+        ca_key,
+        common_name=hosts[0][:_MAX_COMMON_NAME],
+        hosts=hosts,
+        server=True,
+        now=when,
+        days=days,
     )
     client_cert, client_key = issue_certificate(
         ca_cert, ca_key, common_name=client_name, client=True, now=when, days=days
