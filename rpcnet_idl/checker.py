@@ -20,16 +20,56 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import ast
+from .checker_annotations import check_annotations
+from .checker_types import check_field_type, check_service
 from .diagnostics import Diagnostic, Severity
 
 if TYPE_CHECKING:
     from .loader import Program, Symbol
 
-__all__ = ["MAX_FIELD_NUMBER", "Context", "check", "enum_value_name_span"]
+__all__ = ["CODES", "MAX_FIELD_NUMBER", "Context", "check", "enum_value_name_span"]
+
+CODES = frozenset(
+    {
+        # parser and loader
+        "syntax",
+        "missing-file",
+        "missing-import",
+        "import-cycle",
+        "duplicate-import",
+        # structure and types (this module)
+        "duplicate-name",
+        "duplicate-field-number",
+        "duplicate-enum-number",
+        "field-number-range",
+        "enum-value-range",
+        "invalid-reserved",
+        "reserved-number",
+        "reserved-name",
+        "unknown-type",
+        "invalid-field-type",
+        "invalid-map-key",
+        "invalid-optional",
+        "invalid-rpc-type",
+        "throws-not-error",
+        "empty-union",
+        "empty-enum",
+        # annotations and policies (checker_annotations)
+        "unknown-annotation",
+        "annotation-misplaced",
+        "duplicate-annotation",
+        "bad-annotation-argument",
+        "hedge-without-idempotent",
+        "retry-with-hedge",
+        "idempotency-key-unknown-field",
+        "idempotency-key-not-scalar",
+        "retry-after-dispatch",
+    }
+)
+"""Every diagnostic code `load` can report: stable ids for tools and docs."""
 
 MAX_FIELD_NUMBER = (1 << 29) - 1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-MAP_KEY_SCALARS = frozenset({"string", "int32", "int64", "uint32", "uint64", "bool"})
 
 
 class Context:
@@ -59,6 +99,23 @@ class Context:
                 source_line=self.program.source_line(schema, span.line),
             )
         )
+
+    def duplicates(
+        self, schema: ast.Schema, items: Iterable[tuple[str, ast.Span]], what: str
+    ) -> None:
+        """duplicate-name for each repeated name among `items` (name, span)."""
+        seen: dict[str, ast.Span] = {}
+        for name, span in items:
+            if name in seen:
+                self.report(
+                    schema,
+                    span,
+                    "duplicate-name",
+                    f"{what} {name!r} is declared twice",
+                    f"first declared at line {seen[name].line}",
+                )
+            else:
+                seen[name] = span
 
     def resolve(self, schema: ast.Schema, ref: ast.NamedType) -> Symbol | None:
         return self.program.resolve(schema, ref)
@@ -98,7 +155,6 @@ def _relative_import(schema: ast.Schema, target: ast.Schema) -> str:
 
 def check(program: Program) -> list[Diagnostic]:
     """Every problem in `program`, errors and warnings; raises nothing."""
-    from .checker_annotations import check_annotations
 
     ctx = Context(program)
     _check_package_names(ctx)
@@ -107,17 +163,37 @@ def check(program: Program) -> list[Diagnostic]:
             if isinstance(decl, ast.Enum):
                 _check_enum(ctx, schema, decl)
             elif isinstance(decl, ast.Service):
-                _check_service(ctx, schema, decl)
+                check_service(ctx, schema, decl)
             else:
                 _check_fields(ctx, schema, decl)
         check_annotations(ctx, schema)
     return ctx.diagnostics
 
 
+def _imports_first(program: Program) -> list[ast.Schema]:
+    ordered: list[str] = []
+    visited: set[str] = set()
+
+    def visit(key: str) -> None:
+        if key in visited:
+            return
+        visited.add(key)
+        for imported in program.import_keys.get(key, []):
+            visit(imported)
+        ordered.append(key)
+
+    for key in program.schemas:
+        visit(key)
+    return [program.schemas[key] for key in ordered if key in program.schemas]
+
+
 def _check_package_names(ctx: Context) -> None:
-    """duplicate-name: one declaration per name in a package, across all its files."""
+    """duplicate-name: one declaration per name in a package, across all its files.
+
+    Files are visited imports first, so the declaration reported is the one in the importer.
+    """
     seen: dict[str, tuple[ast.Schema, ast.Declaration]] = {}
-    for schema in ctx.program.schemas.values():
+    for schema in _imports_first(ctx.program):
         for decl in schema.declarations:
             fqn = f"{schema.package}.{decl.name}"
             if fqn in seen:
@@ -132,24 +208,6 @@ def _check_package_names(ctx: Context) -> None:
                 )
             else:
                 seen[fqn] = (schema, decl)
-
-
-def _duplicates(
-    ctx: Context, schema: ast.Schema, items: Iterable[tuple[str, ast.Span]], what: str
-) -> None:
-    seen: dict[str, ast.Span] = {}
-    for name, span in items:
-        if name in seen:
-            first = seen[name]
-            ctx.report(
-                schema,
-                span,
-                "duplicate-name",
-                f"{what} {name!r} is declared twice",
-                f"first declared at line {first.line}",
-            )
-        else:
-            seen[name] = span
 
 
 def enum_value_name_span(program: Program, schema: ast.Schema, value: ast.EnumValue) -> ast.Span:
@@ -206,7 +264,7 @@ def _check_enum(ctx: Context, schema: ast.Schema, enum: ast.Enum) -> None:
     if not enum.values:
         ctx.report(schema, enum.name_span, "empty-enum", f"enum {enum.name!r} has no values")
     name_spans = [(v.name, enum_value_name_span(ctx.program, schema, v)) for v in enum.values]
-    _duplicates(ctx, schema, name_spans, "enum value")
+    ctx.duplicates(schema, name_spans, "enum value")
     _check_reserved(ctx, schema, enum.reserved, INT32_MIN, INT32_MAX, "enum-value-range")
     ranges, names = _reserved_lookup(enum.reserved)
     numbers: dict[int, str] = {}
@@ -277,7 +335,7 @@ def _check_fields(
             f"union {decl.name!r} has no variants",
             "a union needs at least one variant; exactly one is set",
         )
-    _duplicates(ctx, schema, ((f.name, f.name_span) for f in fields), what)
+    ctx.duplicates(schema, ((f.name, f.name_span) for f in fields), what)
     _check_reserved(ctx, schema, decl.reserved, 1, MAX_FIELD_NUMBER, "field-number-range")
     ranges, names = _reserved_lookup(decl.reserved)
     numbers: dict[int, str] = {}
@@ -320,97 +378,4 @@ def _check_fields(
                 f"a {kind} field cannot be optional",
                 f"an absent {kind} reads as empty; drop 'optional'",
             )
-        _check_type(ctx, schema, f.type)
-
-
-def _check_type(ctx: Context, schema: ast.Schema, ref: ast.TypeRef) -> None:
-    """unknown-type, invalid-field-type and invalid-map-key for a field's type, recursively."""
-    if isinstance(ref, ast.ListType):
-        _check_type(ctx, schema, ref.element)
-    elif isinstance(ref, ast.MapType):
-        _check_map_key(ctx, schema, ref.key)
-        _check_type(ctx, schema, ref.value)
-    elif isinstance(ref, ast.NamedType):
-        symbol = ctx.resolve(schema, ref)
-        if symbol is None:
-            ctx.unknown_type(schema, ref)
-        elif isinstance(symbol.decl, ast.Service | ast.Error):
-            kind = "a service" if isinstance(symbol.decl, ast.Service) else "an error"
-            ctx.report(
-                schema,
-                ref.span,
-                "invalid-field-type",
-                f"{ref.name!r} is {kind} and cannot be the type of a field",
-                "fields hold scalars, enums, messages, unions, lists and maps",
-            )
-
-
-def _check_map_key(ctx: Context, schema: ast.Schema, key: ast.TypeRef) -> None:
-    hint = "a map key is string, an integer type, bool or an enum"
-    if isinstance(key, ast.ScalarType):
-        if key.name not in MAP_KEY_SCALARS:
-            ctx.report(schema, key.span, "invalid-map-key", f"{key.name} cannot be a map key", hint)
-    elif isinstance(key, ast.NamedType):
-        symbol = ctx.resolve(schema, key)
-        if symbol is None:
-            ctx.unknown_type(schema, key)
-        elif not isinstance(symbol.decl, ast.Enum):
-            ctx.report(
-                schema, key.span, "invalid-map-key", f"{key.name!r} cannot be a map key", hint
-            )
-    else:
-        ctx.report(schema, key.span, "invalid-map-key", "a container cannot be a map key", hint)
-
-
-def _check_service(ctx: Context, schema: ast.Schema, service: ast.Service) -> None:
-    _duplicates(ctx, schema, ((m.name, m.name_span) for m in service.methods), "method")
-    for method in service.methods:
-        for ref, role in ((method.request, "request"), (method.response, "response")):
-            _check_rpc_type(ctx, schema, ref, role)
-        thrown: set[str] = set()
-        for error in method.throws:
-            symbol = ctx.resolve(schema, error)
-            if symbol is None:
-                ctx.unknown_type(schema, error, "error type")
-            elif not isinstance(symbol.decl, ast.Error):
-                ctx.report(
-                    schema,
-                    error.span,
-                    "throws-not-error",
-                    f"{error.name!r} is not an error type",
-                    "throws (...) lists types declared with 'error'",
-                )
-            elif symbol.fqn in thrown:
-                ctx.report(schema, error.span, "duplicate-name", f"{error.name!r} is thrown twice")
-            thrown.add(symbol.fqn if symbol is not None else error.name)
-
-
-def _check_rpc_type(ctx: Context, schema: ast.Schema, ref: ast.TypeRef, role: str) -> None:
-    hint = "a method's request and response are messages or unions"
-    if isinstance(ref, ast.NamedType):
-        symbol = ctx.resolve(schema, ref)
-        if symbol is None:
-            ctx.unknown_type(schema, ref)
-            return
-        if isinstance(symbol.decl, ast.Message | ast.Union):
-            return
-        kind = type(symbol.decl).__name__.lower()
-        message = (
-            f"{role} type {ref.name!r} is an {kind}"
-            if kind in ("enum", "error")
-            else (f"{role} type {ref.name!r} is a {kind}")
-        )
-        ctx.report(schema, ref.span, "invalid-rpc-type", message, hint)
-        return
-    shown = (
-        ref.name
-        if isinstance(ref, ast.ScalarType)
-        else ("a list" if isinstance(ref, ast.ListType) else "a map")
-    )
-    ctx.report(
-        schema,
-        ref.span,
-        "invalid-rpc-type",
-        f"{role} type cannot be {shown}",
-        hint + "; wrap it in a message",
-    )
+        check_field_type(ctx, schema, f.type)

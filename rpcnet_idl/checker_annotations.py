@@ -147,6 +147,10 @@ def _place(decl: object) -> str:
     return names[type(decl)]
 
 
+def _article(place: str) -> str:
+    return ("an " if place[0] in "aeiou" else "a ") + place
+
+
 def _elements(schema: ast.Schema) -> list[tuple[str, tuple[ast.Annotation, ...], object]]:
     found: list[tuple[str, tuple[ast.Annotation, ...], object]] = []
     for decl in schema.declarations:
@@ -181,13 +185,13 @@ def check_annotations(ctx: Context, schema: ast.Schema) -> None:
                 )
                 continue
             if place not in ANNOTATION_PLACES[a.name]:
-                allowed = " or ".join(sorted(ANNOTATION_PLACES[a.name]))
+                allowed = " or ".join(_article(p) for p in sorted(ANNOTATION_PLACES[a.name]))
                 ctx.report(
                     schema,
                     a.span,
                     "annotation-misplaced",
-                    f"@{a.name} cannot stand on a {place}",
-                    f"@{a.name} goes on a {allowed}",
+                    f"@{a.name} cannot stand on {_article(place)}",
+                    f"@{a.name} goes on {allowed}",
                 )
                 continue
             if a.name in seen:

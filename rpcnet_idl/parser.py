@@ -10,16 +10,14 @@ checker's business and never raised here.
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast
+from . import ast, resources
 from .diagnostics import Diagnostic, IdlError
 from .syntax_examples import describe_syntax_error
 
@@ -37,25 +35,10 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _grammar_text() -> str:
-    try:
-        resources: Any = importlib.import_module("rpcnet_idl.resources")
-        text = resources.read_text("grammars", "rpcnet.lark")
-        if isinstance(text, str):
-            return text
-    except (ImportError, AttributeError, OSError):
-        pass
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "grammars" / "rpcnet.lark", here.parent / "grammars" / "rpcnet.lark"):
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8")
-    raise FileNotFoundError("rpcnet.lark not found beside rpcnet_idl")  # pragma: no cover
-
-
 @functools.cache
 def _lark() -> Lark:
     return Lark(
-        _grammar_text(),
+        resources.read_text("grammars", "rpcnet.lark"),
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
