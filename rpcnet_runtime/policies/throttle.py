@@ -24,8 +24,8 @@ class RetryThrottle:
         if token_ratio <= 0:
             raise ValueError(f"token_ratio must be > 0, got {token_ratio}")
         self._max = round(max_tokens * _MILLI)
-        # gRPC keeps three decimal places of the ratio.
-        self._ratio = max(1, round(token_ratio * _MILLI))
+        # As in gRPC, digits of the ratio beyond the third decimal place are ignored.
+        self._ratio = max(1, int(round(token_ratio * _MILLI, 6)))
         self._tokens = self._max
 
     @property
