@@ -461,10 +461,20 @@ def test_client_checks_the_server_name(dev: DevCerts) -> None:
 
 
 @pytest.mark.parametrize("dialled", ["127.0.0.1", "::1", "localhost"])
-def test_server_name_override_and_ip_names(dev: DevCerts, dialled: str) -> None:
-    client_tls = ClientTLS(dev.ca_cert, server_name=None if dialled != "::1" else "localhost")
+def test_dns_and_ip_server_names(dev: DevCerts, dialled: str) -> None:
+    client_tls = ClientTLS(dev.ca_cert)
     pair = Pair(ServerTLS(dev.server_cert, dev.server_key), client_tls, server_name=dialled)
     _handshake(pair)
+
+
+def test_server_name_override(dev: DevCerts) -> None:
+    """Dialling an address the certificate does not name works only with the override."""
+    server_tls = ServerTLS(dev.server_cert, dev.server_key)
+    plain = Pair(server_tls, ClientTLS(dev.ca_cert), server_name="10.9.9.9")
+    plain.pump()
+    assert not any(isinstance(e, events.HandshakeCompleted) for e in Pair.drain(plain.client))
+    overridden = ClientTLS(dev.ca_cert, server_name="localhost")
+    _handshake(Pair(server_tls, overridden, server_name="10.9.9.9"))
 
 
 def test_client_configuration_always_verifies(dev: DevCerts) -> None:
