@@ -222,14 +222,27 @@ class RpcConnection:
         if not call.input_ended:
             self._stop_reading(stream_id, status)
 
-    def consume(self, stream_id: int, size: int) -> None:
-        """The application took `size` bytes of messages from this call."""
+    def consume(self, stream_id: int, size: int) -> bool:
+        """The application took `size` bytes of messages from this call.
+
+        Returns True when this frees enough credit that the shell should transmit soon.
+        """
         call = self.calls.get(stream_id)
-        if call is not None:
-            call.consumed += size
+        if call is None:
+            return False
+        call.consumed += size
+        stream = self.quic._streams.get(stream_id)
+        if stream is None:
+            return False
+        granted: int = stream.max_stream_data_local
+        return call.consumed + self.receive_window - granted >= self.receive_window // 4
 
     def send_buffered(self, stream_id: int) -> int:
-        """Bytes written on this call that the peer has not acknowledged yet."""
+        """Bytes written on this call that the peer has not acknowledged yet (0 once the
+        call is gone or finished sending)."""
+        call = self.calls.get(stream_id)
+        if call is None or call.output_ended:
+            return 0
         stream = self.quic._streams.get(stream_id)
         if stream is None:
             return 0

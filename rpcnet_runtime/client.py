@@ -1,0 +1,498 @@
+"""`connect()` and the one-server channel: calls of all four kinds over one QUIC connection.
+
+The connection is opened by `await connect(...)` (or ``async with connect(...)``) and again,
+lazily, by the next call after it died. Each call is one attempt here (`_attempt_unary` and its
+streaming siblings), so that the call-policy executor can wrap attempts with retries, hedging and
+idempotency keys. A failure to reach the server is `RpcError(UNAVAILABLE, not_processed=True)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
+from typing import Any
+
+from aioquic.quic.connection import QuicConnection
+
+from .channel import CallOptions
+from .config import ClientConfig
+from .connection import ALPN
+from .context import current_call
+from .descriptors import MethodDescriptor, RequestT, ResponseT
+from .dispatch import decode_message
+from .errors import RpcError
+from .events import (
+    CallFailed,
+    CallReset,
+    ConnectionReady,
+    ConnectionTerminated,
+    MessageReceived,
+    RpcEvent,
+    TrailerReceived,
+)
+from .framing import RequestHeader, Trailer
+from .protocol import CallInbox, RpcProtocol
+from .status import Status
+from .tls import ClientTLS
+
+__all__ = ["ClientChannel", "connect"]
+
+
+class ClientProtocol(RpcProtocol):
+    """The client side of one connection."""
+
+    def __init__(self, quic: QuicConnection, *, config: ClientConfig) -> None:
+        super().__init__(quic, is_client=True, config=config)
+        self.calls: dict[int, CallInbox] = {}
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+
+    def rpc_event_received(self, event: RpcEvent) -> None:
+        if isinstance(event, MessageReceived):
+            inbox = self.calls.get(event.stream_id)
+            if inbox is not None:
+                inbox.push(event.payload, event.size)
+        elif isinstance(event, TrailerReceived):
+            inbox = self.calls.pop(event.stream_id, None)
+            if inbox is not None:
+                inbox.finish(event.trailer)
+        elif isinstance(event, CallFailed):
+            inbox = self.calls.pop(event.stream_id, None)
+            if inbox is not None:
+                inbox.fail(RpcError(event.status, event.message))
+        elif isinstance(event, CallReset):
+            inbox = self.calls.pop(event.stream_id, None)
+            if inbox is not None:
+                inbox.fail(RpcError(_status(event.error_code), "the server reset the call"))
+        elif isinstance(event, ConnectionReady):
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif isinstance(event, ConnectionTerminated):
+            self._terminated(event.reason or f"error code {event.error_code}")
+
+    def _terminated(self, reason: str) -> None:
+        if self.terminated:
+            return
+        self.connection_terminated()
+        error = RpcError(Status.UNAVAILABLE, f"connection lost: {reason}")
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()  # retrieved: nobody may be waiting any more
+        calls, self.calls = self.calls, {}
+        for inbox in calls.values():
+            inbox.fail(error)
+        if self._transport is not None:
+            self.loop.call_soon(self._transport.close)
+
+    def abandon(self, stream_id: int, status: Status = Status.CANCELLED) -> None:
+        """Reset a call the caller gave up on."""
+        if self.calls.pop(stream_id, None) is not None and not self.terminated:
+            self.core.cancel(stream_id, status)
+            self.transmit_soon()
+
+    def shutdown(self) -> None:
+        if not self.terminated:
+            self.core.close(0, "client closed")
+            self.transmit()
+        self._terminated("channel closed")
+
+
+def _status(code: int) -> Status:
+    try:
+        return Status(code)
+    except ValueError:
+        return Status.UNKNOWN
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address must be 'host:port', got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _trailer_error(method: MethodDescriptor[Any, Any], trailer: Trailer) -> RpcError:
+    if trailer.error_name is not None:
+        for error_type in method.errors:
+            if error_type.error_name == trailer.error_name:
+                try:
+                    error = error_type.from_wire(trailer.error_fields)
+                except Exception:
+                    break
+                error.metadata = dict(trailer.metadata)
+                if trailer.message:
+                    error.message = trailer.message
+                return error
+        return RpcError(
+            Status.UNKNOWN,
+            f"{trailer.error_name}: {trailer.message}",
+            metadata=trailer.metadata,
+        )
+    return RpcError(
+        trailer.status,
+        trailer.message,
+        metadata=trailer.metadata,
+        retry_after_seconds=trailer.retry_after,
+        not_processed=trailer.not_processed,
+    )
+
+
+class ClientChannel:
+    """A `Channel` to one server. Await it (or use ``async with``) to connect."""
+
+    def __init__(self, address: str, *, tls: ClientTLS, config: ClientConfig | None = None):
+        self.address = address
+        self.host, self.port = _split_address(address)
+        self.tls = tls
+        self.config = config or ClientConfig()
+        self._protocol: ClientProtocol | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("connected" if self._live() else "idle")
+        return f"ClientChannel({self.address}, {state})"
+
+    # -- connection management -------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, ClientChannel]:
+        return self._open().__await__()
+
+    async def _open(self) -> ClientChannel:
+        await self._connection(None)
+        return self
+
+    async def __aenter__(self) -> ClientChannel:
+        return await self._open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._protocol is not None:
+            self._protocol.shutdown()
+            self._protocol = None
+
+    def _live(self) -> bool:
+        return self._protocol is not None and not self._protocol.terminated
+
+    async def _connection(self, deadline: float | None) -> ClientProtocol:
+        if self._closed:
+            raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
+        protocol = self._protocol
+        if protocol is not None and not protocol.terminated:
+            return protocol
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            protocol = self._protocol
+            if protocol is None or protocol.terminated:
+                protocol = self._protocol = await self._dial(deadline)
+            return protocol
+
+    async def _dial(self, deadline: float | None) -> ClientProtocol:
+        loop = asyncio.get_running_loop()
+        timeout = self.config.connect_timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - loop.time()))
+        protocol: ClientProtocol | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+                family, _, _, _, address = infos[0]
+                configuration = self.tls.quic_configuration(
+                    alpn_protocols=[ALPN],
+                    idle_timeout=self.config.idle_timeout,
+                    server_name=self.host,
+                )
+                configuration.max_stream_data = self.config.receive_window
+                configuration.max_datagram_size = self.config.max_datagram_size
+                quic = QuicConnection(configuration=configuration)
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: ClientProtocol(quic, config=self.config),
+                    local_addr=(_local_host(family, str(address[0])), 0),
+                )
+                protocol.connect(address)
+                await protocol.ready
+        except (OSError, TimeoutError, RpcError, ConnectionError) as exc:
+            if protocol is not None:
+                protocol.shutdown()
+            reason = str(exc) or type(exc).__name__
+            raise RpcError(
+                Status.UNAVAILABLE,
+                f"cannot connect to {self.address}: {reason}",
+                not_processed=True,
+            ) from None
+        protocol.start_keepalive(self.config.keepalive_interval)
+        return protocol
+
+    # -- one attempt ---------------------------------------------------------------------
+
+    def _deadline(self, method: MethodDescriptor[Any, Any], options: CallOptions) -> float | None:
+        timeout = options.timeout if options.timeout is not None else method.policy.timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        parent = current_call()
+        if parent is not None and parent.deadline is not None:
+            deadline = parent.deadline if deadline is None else min(deadline, parent.deadline)
+        return deadline
+
+    async def _start(
+        self,
+        method: MethodDescriptor[Any, Any],
+        message: Any,
+        *,
+        deadline: float | None,
+        metadata: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        attempt: int,
+        is_hedge: bool,
+    ) -> tuple[ClientProtocol, CallInbox]:
+        """Open the call's stream; a unary request goes with its message and FIN."""
+        protocol = await self._connection(deadline)
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - protocol.loop.time()
+            if timeout <= 0:
+                raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded", not_processed=True)
+        header = RequestHeader(
+            path=method.path,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            is_hedge=is_hedge,
+            metadata=metadata or {},
+        )
+        if message is None:
+            stream_id = protocol.core.send_request(header)
+        else:
+            stream_id = protocol.core.send_request(header, message, end_stream=True)
+        inbox = CallInbox(protocol, stream_id)
+        protocol.calls[stream_id] = inbox
+        protocol.transmit_soon()
+        return protocol, inbox
+
+    async def _next(
+        self, protocol: ClientProtocol, inbox: CallInbox, deadline: float | None
+    ) -> bytes | None:
+        """The next response message, or None after an OK trailer; raises the call's error."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                payload = await inbox.get()
+        except TimeoutError:
+            protocol.abandon(inbox.stream_id, Status.DEADLINE_EXCEEDED)
+            raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        except asyncio.CancelledError:
+            protocol.abandon(inbox.stream_id)
+            raise
+        return payload
+
+    def _ended(self, method: MethodDescriptor[Any, Any], inbox: CallInbox) -> Trailer:
+        trailer = inbox.trailer
+        assert trailer is not None
+        if trailer.status is not Status.OK:
+            raise _trailer_error(method, trailer)
+        return trailer
+
+    async def _unary_reply(
+        self,
+        method: MethodDescriptor[Any, ResponseT],
+        protocol: ClientProtocol,
+        inbox: CallInbox,
+        deadline: float | None,
+    ) -> tuple[ResponseT, Mapping[str, str]]:
+        payload = await self._next(protocol, inbox, deadline)
+        if payload is None:
+            self._ended(method, inbox)
+            raise RpcError(Status.INTERNAL, "the server sent no response message")
+        if await self._next(protocol, inbox, deadline) is not None:
+            protocol.abandon(inbox.stream_id, Status.INTERNAL)
+            raise RpcError(Status.INTERNAL, "the server sent more than one response message")
+        trailer = self._ended(method, inbox)
+        response = decode_message(method.response_type, payload, "response", Status.INTERNAL)
+        return response, trailer.metadata
+
+    async def _attempt_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        deadline: float | None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        attempt: int = 1,
+        is_hedge: bool = False,
+    ) -> tuple[ResponseT, Mapping[str, str]]:
+        """One unary attempt; returns the response and the trailer's metadata."""
+        protocol, inbox = await self._start(
+            method,
+            request.to_wire(),
+            deadline=deadline,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            is_hedge=is_hedge,
+        )
+        return await self._unary_reply(method, protocol, inbox, deadline)
+
+    async def _pump(
+        self,
+        protocol: ClientProtocol,
+        inbox: CallInbox,
+        requests: AsyncIterable[Any],
+    ) -> None:
+        """Send the caller's request stream, then FIN; stops when the call is over."""
+        stream_id = inbox.stream_id
+        try:
+            async for request in requests:
+                if not await protocol.send_message(stream_id, request.to_wire()):
+                    return
+            protocol.core.end_input(stream_id)
+            protocol.transmit_soon()
+        except Exception as exc:
+            protocol.abandon(stream_id)
+            inbox.fail(RpcError(Status.CANCELLED, f"the request stream failed: {exc!r}"))
+
+    async def _attempt_stream_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT],
+        *,
+        deadline: float | None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        attempt: int = 1,
+        is_hedge: bool = False,
+    ) -> tuple[ResponseT, Mapping[str, str]]:
+        protocol, inbox = await self._start(
+            method,
+            None,
+            deadline=deadline,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            is_hedge=is_hedge,
+        )
+        pump = protocol.loop.create_task(self._pump(protocol, inbox, requests))
+        try:
+            return await self._unary_reply(method, protocol, inbox, deadline)
+        finally:
+            pump.cancel()
+
+    async def _attempt_stream(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT | None,
+        requests: AsyncIterable[RequestT] | None,
+        *,
+        deadline: float | None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        attempt: int = 1,
+        is_hedge: bool = False,
+    ) -> AsyncIterator[ResponseT]:
+        """One server- or bidirectional-streaming attempt, as an async generator."""
+        protocol, inbox = await self._start(
+            method,
+            None if request is None else request.to_wire(),
+            deadline=deadline,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            is_hedge=is_hedge,
+        )
+        pump = None
+        if requests is not None:
+            pump = protocol.loop.create_task(self._pump(protocol, inbox, requests))
+        try:
+            while (payload := await self._next(protocol, inbox, deadline)) is not None:
+                yield decode_message(method.response_type, payload, "response", Status.INTERNAL)
+            self._ended(method, inbox)
+        finally:
+            if pump is not None:
+                pump.cancel()
+            protocol.abandon(inbox.stream_id)
+
+    # -- the Channel protocol ------------------------------------------------------------
+
+    async def unary_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT,
+        options: CallOptions,
+    ) -> ResponseT:
+        response, _ = await self._attempt_unary(
+            method,
+            request,
+            deadline=self._deadline(method, options),
+            metadata=options.metadata,
+            idempotency_key=options.idempotency_key,
+        )
+        return response
+
+    def unary_stream(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT,
+        options: CallOptions,
+    ) -> AsyncIterator[ResponseT]:
+        return self._attempt_stream(
+            method,
+            request,
+            None,
+            deadline=self._deadline(method, options),
+            metadata=options.metadata,
+            idempotency_key=options.idempotency_key,
+        )
+
+    async def stream_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT],
+        options: CallOptions,
+    ) -> ResponseT:
+        response, _ = await self._attempt_stream_unary(
+            method,
+            requests,
+            deadline=self._deadline(method, options),
+            metadata=options.metadata,
+            idempotency_key=options.idempotency_key,
+        )
+        return response
+
+    def stream_stream(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT],
+        options: CallOptions,
+    ) -> AsyncIterator[ResponseT]:
+        return self._attempt_stream(
+            method,
+            None,
+            requests,
+            deadline=self._deadline(method, options),
+            metadata=options.metadata,
+            idempotency_key=options.idempotency_key,
+        )
+
+
+def _local_host(family: int, remote: str) -> str:
+    """Bind loopback for a loopback server, else any address of the family."""
+    try:
+        loopback = ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        loopback = False
+    if family == socket.AF_INET6:
+        return "::1" if loopback else "::"
+    return "127.0.0.1" if loopback else "0.0.0.0"
+
+
+def connect(address: str, *, tls: ClientTLS, config: ClientConfig | None = None) -> ClientChannel:
+    """A channel to the server at ``host:port``.
+
+    ``channel = await connect(...)`` connects at once; ``async with connect(...) as channel``
+    also closes it at the end. After the connection dies, the next call reconnects.
+    """
+    return ClientChannel(address, tls=tls, config=config)

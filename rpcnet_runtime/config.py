@@ -1,0 +1,73 @@
+"""Settings of servers and client channels: frozen, validated dataclasses with safe defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .framing import DEFAULT_MAX_FRAME_SIZE
+
+__all__ = ["ClientConfig", "ServerConfig"]
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    """Largest frame accepted from the peer, in bytes; a larger one fails its call with
+    RESOURCE_EXHAUSTED before it is buffered."""
+    idle_timeout: float = 10.0
+    """Seconds without any packet from the peer after which the connection is dead."""
+    receive_window: int = 256 * 1024
+    """Per-call receive credit in bytes: how far the peer may send ahead of the application."""
+    send_buffer_limit: int = 256 * 1024
+    """Per-call bytes written but not yet acknowledged above which a sender waits."""
+    max_datagram_size: int = 1200
+    """Largest UDP payload sent; raise it on paths known to carry more (loopback, LANs)."""
+
+    def __post_init__(self) -> None:
+        _positive("max_frame_size", self.max_frame_size)
+        _positive("idle_timeout", self.idle_timeout)
+        _positive("receive_window", self.receive_window)
+        _positive("send_buffer_limit", self.send_buffer_limit)
+        if self.max_datagram_size < 1200:
+            raise ValueError("max_datagram_size must be at least 1200 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig(_Common):
+    """How a `Server` treats its connections."""
+
+    max_concurrent_streams: int = 128
+    """Calls one connection may have open at once (QUIC's bidirectional stream limit)."""
+    keepalive_interval: float | None = None
+    """Seconds between PINGs the server sends on an otherwise quiet connection; None: never
+    (clients keep their connections alive)."""
+
+    def __post_init__(self) -> None:
+        _Common.__post_init__(self)
+        _positive("max_concurrent_streams", self.max_concurrent_streams)
+        _positive("keepalive_interval", self.keepalive_interval, allow_none=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig(_Common):
+    """How a client channel keeps its connection."""
+
+    keepalive_interval: float | None = 2.0
+    """Seconds between PINGs, so a quiet connection stays up and a dead server is noticed
+    within `idle_timeout`; None disables them."""
+    connect_timeout: float = 5.0
+    """Seconds allowed for the QUIC and TLS handshake."""
+
+    def __post_init__(self) -> None:
+        _Common.__post_init__(self)
+        _positive("keepalive_interval", self.keepalive_interval, allow_none=True)
+        _positive("connect_timeout", self.connect_timeout)
+        if self.keepalive_interval is not None and self.keepalive_interval >= self.idle_timeout:
+            raise ValueError("keepalive_interval must be shorter than idle_timeout")

@@ -1,0 +1,178 @@
+"""The asyncio shell around `RpcConnection`: one `QuicConnectionProtocol` per connection.
+
+The protocol feeds aioquic's events to the sans-IO core and hands the resulting `RpcEvent`s to
+`rpc_event_received` (implemented by the client and server sides). Datagrams go out once per
+batch: aioquic transmits after each received datagram or timer, and sends made by application
+code schedule a single `transmit` for the end of the current loop iteration.
+
+Per call, a `CallInbox` holds the messages that arrived and not yet read; reading one returns its
+bytes to the core's credit (so a slow reader slows its writer), and `send_message` waits while
+more than ``send_buffer_limit`` bytes of the call are unacknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.events import QuicEvent
+
+from .config import ClientConfig, ServerConfig
+from .connection import RpcConnection
+from .events import RpcEvent
+from .framing import Trailer
+
+__all__ = ["CallInbox", "RpcProtocol"]
+
+
+class CallInbox:
+    """The incoming messages of one call, read by a single consumer.
+
+    `get` returns each message's bytes in order, then None once the peer finished (a server
+    sees the request stream's FIN; a client sees the trailer, kept in `trailer`); it raises the
+    exception given to `fail`.
+    """
+
+    __slots__ = ("_error", "_items", "_protocol", "_waiter", "ended", "stream_id", "trailer")
+
+    def __init__(self, protocol: RpcProtocol, stream_id: int) -> None:
+        self._protocol = protocol
+        self.stream_id = stream_id
+        self._items: deque[tuple[bytes, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self.ended = False
+        self.trailer: Trailer | None = None
+
+    def push(self, payload: bytes, size: int) -> None:
+        self._items.append((payload, size))
+        self._wake()
+
+    def finish(self, trailer: Trailer | None = None) -> None:
+        self.ended = True
+        self.trailer = trailer
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.ended:
+            self._error = error
+            self.ended = True
+            self._wake()
+
+    @property
+    def done(self) -> bool:
+        """True when everything was read and nothing more will come."""
+        return self.ended and not self._items
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> bytes | None:
+        while True:
+            if self._items:
+                payload, size = self._items.popleft()
+                self._protocol.consumed(self.stream_id, size)
+                return payload
+            if self._error is not None:
+                raise self._error
+            if self.ended:
+                return None
+            self._waiter = self._protocol.loop.create_future()
+            await self._waiter
+
+
+class RpcProtocol(QuicConnectionProtocol):
+    """Shared shell of the client and server sides."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        *,
+        is_client: bool,
+        config: ClientConfig | ServerConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(quic, **kwargs)
+        self.loop = asyncio.get_running_loop()
+        self.config = config
+        self.core = RpcConnection(
+            quic,
+            is_client=is_client,
+            max_frame_size=config.max_frame_size,
+            receive_window=config.receive_window,
+        )
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._keepalive: asyncio.TimerHandle | None = None
+        self.terminated = False
+
+    # -- aioquic entry points -------------------------------------------------------------
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        for rpc_event in self.core.handle_event(event):
+            self.rpc_event_received(rpc_event)
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        super().datagram_received(data, addr)
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+
+    def rpc_event_received(self, event: RpcEvent) -> None:
+        raise NotImplementedError
+
+    # -- helpers for the client and server sides -----------------------------------------
+
+    def transmit_soon(self) -> None:
+        """Send pending datagrams once the current loop iteration is done (batching)."""
+        if self._transmit_task is None:
+            self._transmit_task = self.loop.call_soon(self.transmit)
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        if self.core.consume(stream_id, size):
+            self.transmit_soon()
+
+    async def send_message(self, stream_id: int, message: Any, *, end_stream: bool = False) -> bool:
+        """Send a message; waits while too much of this call is unacknowledged.
+
+        Returns False when the call can no longer send (reset, finished, connection gone).
+        """
+        if not self.core.send_message(stream_id, message, end_stream=end_stream):
+            return False
+        self.transmit_soon()
+        limit = self.config.send_buffer_limit
+        while self.core.send_buffered(stream_id) > limit and not self.terminated:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        return stream_id in self.core.calls and not self.terminated
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def start_keepalive(self, interval: float | None) -> None:
+        if interval is not None:
+            self._keepalive = self.loop.call_later(interval, self._send_keepalive, interval)
+
+    def _send_keepalive(self, interval: float) -> None:
+        if self.terminated:
+            return
+        self._quic.send_ping(0)
+        self.transmit()
+        self._keepalive = self.loop.call_later(interval, self._send_keepalive, interval)
+
+    def connection_terminated(self) -> None:
+        """Shared bookkeeping once the QUIC connection is over."""
+        self.terminated = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        self._wake_drain_waiters()

@@ -1,0 +1,268 @@
+"""`Server`: serves generated service skeletons over QUIC.
+
+Each connection gets a `ServerProtocol`; each call a task running `dispatch.run_call`. Nothing is
+dispatched on a connection before its peer passed `ServerTLS.authenticate_client`; a peer that
+fails it has its connection closed with `CLOSE_UNAUTHENTICATED` and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.quic.connection import QuicConnection
+
+from .config import ServerConfig
+from .connection import ALPN, CLOSE_NO_ERROR, CLOSE_UNAUTHENTICATED
+from .context import CallContext
+from .descriptors import MethodDescriptor, ServiceDescriptor
+from .dispatch import Route, ServerCall, run_call
+from .events import (
+    CallFailed,
+    CallReset,
+    ConnectionReady,
+    ConnectionTerminated,
+    InputEnded,
+    MessageReceived,
+    RequestReceived,
+    RpcEvent,
+)
+from .framing import RequestHeader, Trailer
+from .protocol import CallInbox, RpcProtocol
+from .status import Status
+from .tls import PeerAuthenticationError, ServerTLS
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("rpcnet.server")
+
+
+class ServerProtocol(RpcProtocol):
+    """One client connection of a `Server`."""
+
+    def __init__(self, quic: QuicConnection, *, server: Server, **kwargs: Any) -> None:
+        super().__init__(quic, is_client=False, config=server.config, **kwargs)
+        self.server = server
+        self.calls: dict[int, ServerCall] = {}
+        self.peer = ""
+        self.peer_identity: str | None = None
+
+    def rpc_event_received(self, event: RpcEvent) -> None:
+        if isinstance(event, MessageReceived):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call.inbox.push(event.payload, event.size)
+        elif isinstance(event, RequestReceived):
+            self.server._dispatch(self, event.stream_id, event.header)
+        elif isinstance(event, InputEnded):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call.inbox.finish()
+        elif isinstance(event, CallReset | CallFailed):
+            call = self.calls.pop(event.stream_id, None)
+            if call is not None:
+                call.ctx.mark_cancelled()
+                call.inbox.fail(asyncio.CancelledError())
+                if call.task is not None:
+                    call.task.cancel()
+        elif isinstance(event, ConnectionReady):
+            self._authenticate()
+        elif isinstance(event, ConnectionTerminated):
+            self.connection_terminated()
+            for call in self.calls.values():
+                call.ctx.mark_cancelled()
+                if call.task is not None:
+                    call.task.cancel()
+            self.calls.clear()
+            self.server._protocols.discard(self)
+
+    def _authenticate(self) -> None:
+        try:
+            self.peer_identity = self.server.tls.authenticate_client(self._quic)
+        except PeerAuthenticationError as exc:
+            logger.warning("refused a client: %s", exc)
+            self.core.close(CLOSE_UNAUTHENTICATED, f"client authentication failed: {exc}")
+            return
+        address = self._quic.get_peer_address()
+        if address is not None:
+            self.peer = f"{address[0]}:{address[1]}"
+        self.start_keepalive(self.server.config.keepalive_interval)
+        for event in self.core.mark_ready():
+            self.rpc_event_received(event)
+
+    def finish(self, stream_id: int, trailer: Trailer, message: Any = None) -> None:
+        """Send the call's last message (if any) and trailer, then forget the call."""
+        self.calls.pop(stream_id, None)
+        if message is None:
+            self.core.send_trailer(stream_id, trailer)
+        else:
+            self.core.send_trailer(stream_id, trailer, message)
+        self.transmit_soon()
+
+
+class Server:
+    """Serves the services added with `add_service` on ``host:port`` (port 0: any free port)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ServerTLS,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.tls = tls
+        self.config = config or ServerConfig()
+        self._routes: dict[str, Route] = {}
+        self._services: set[str] = set()
+        self._protocols: set[ServerProtocol] = set()
+        self._tasks: dict[asyncio.Task[None], ServerCall] = {}
+        self._quic_server: QuicServer | None = None
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        state = "draining" if self._draining else ("serving" if self._quic_server else "stopped")
+        return (
+            f"Server({self.host}:{self.port if self._quic_server else self._requested_port}, "
+            f"{state}, services={sorted(self._services)}, calls={len(self._tasks)})"
+        )
+
+    def add_service(self, instance: Any) -> None:
+        """Serve `instance`, an object of a subclass of a generated ``<Service>Base``."""
+        descriptor = getattr(type(instance), "__rpc_service__", None)
+        if not isinstance(descriptor, ServiceDescriptor):
+            raise TypeError(f"{type(instance).__name__} is not a generated service skeleton")
+        if descriptor.name in self._services:
+            raise ValueError(f"service {descriptor.name} was already added")
+        base = _skeleton_class(type(instance))
+        for method in descriptor.methods:
+            self._routes[method.path] = Route(method, _handler(instance, base, method))
+        self._services.add(descriptor.name)
+
+    @property
+    def port(self) -> int:
+        """The bound UDP port (after `start`)."""
+        if self._quic_server is None or self._quic_server._transport is None:
+            raise RuntimeError("the server is not started")
+        port: int = self._quic_server._transport.get_extra_info("sockname")[1]
+        return port
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(self._services)
+
+    async def start(self) -> None:
+        if self._quic_server is not None:
+            raise RuntimeError("the server is already started")
+        self._loop = asyncio.get_running_loop()
+        self._draining = False
+        configuration = self.tls.quic_configuration(
+            alpn_protocols=[ALPN], idle_timeout=self.config.idle_timeout
+        )
+        configuration.max_stream_data = self.config.receive_window
+        configuration.max_datagram_size = self.config.max_datagram_size
+        self._quic_server = await serve(
+            self.host, self._requested_port, configuration=configuration,
+            create_protocol=self._create_protocol,
+        )
+
+    def _create_protocol(self, quic: QuicConnection, **kwargs: Any) -> ServerProtocol:
+        self.tls.prepare_connection(quic)
+        streams = quic._local_max_streams_bidi
+        streams.value = streams.sent = self.config.max_concurrent_streams
+        protocol = ServerProtocol(quic, server=self, **kwargs)
+        self._protocols.add(protocol)
+        return protocol
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Refuse new calls (UNAVAILABLE, not processed), let calls in flight finish for up to
+        `grace` seconds, end the rest with UNAVAILABLE, then close every connection."""
+        if self._quic_server is None:
+            return
+        self._draining = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        leftover = list(self._tasks.items())
+        for task, call in leftover:
+            call.cancel_status = Status.UNAVAILABLE
+            task.cancel()
+        if leftover:
+            await asyncio.wait([task for task, _ in leftover], timeout=1.0)
+        for protocol in list(self._protocols):
+            protocol.core.close(CLOSE_NO_ERROR, "server stopped")
+            protocol.transmit()
+        self._protocols.clear()
+        self._quic_server.close()
+        self._quic_server = None
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self, protocol: ServerProtocol, stream_id: int, header: RequestHeader) -> None:
+        if self._draining:
+            protocol.finish(
+                stream_id,
+                Trailer(Status.UNAVAILABLE, "server is shutting down", not_processed=True),
+            )
+            return
+        route = self._routes.get(header.path)
+        problem = self._unimplemented(header.path, route)
+        if problem is not None:
+            protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, problem))
+            return
+        assert route is not None
+        loop = protocol.loop
+        now = loop.time()
+        deadline = None if header.timeout is None else now + header.timeout
+        ctx = CallContext(
+            method=header.path,
+            clock=loop.time,
+            deadline=deadline,
+            metadata=header.metadata,
+            idempotency_key=header.idempotency_key,
+            attempt=header.attempt,
+            is_hedge=header.is_hedge,
+            peer=protocol.peer,
+            peer_identity=protocol.peer_identity,
+        )
+        if deadline is not None and deadline <= now:
+            protocol.finish(stream_id, Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded"))
+            return
+        call = ServerCall(stream_id, CallInbox(protocol, stream_id), ctx)
+        protocol.calls[stream_id] = call
+        task = loop.create_task(run_call(protocol, call, route))
+        call.task = task
+        self._tasks[task] = call
+        task.add_done_callback(self._tasks.pop)
+
+    def _unimplemented(self, path: str, route: Route | None) -> str | None:
+        if route is not None:
+            return None if route.handler is not None else f"method {path} is not implemented"
+        service, _, name = path.rpartition("/")
+        if service in self._services:
+            return f"unknown method {name} of service {service}"
+        return f"unknown service {service or path}"
+
+
+def _skeleton_class(cls: type) -> type:
+    """The generated base class: the last class in the MRO that declares the descriptor."""
+    for klass in reversed(cls.__mro__):
+        if "__rpc_service__" in vars(klass):
+            return klass
+    return cls
+
+
+def _handler(
+    instance: Any, base: type, method: MethodDescriptor[Any, Any]
+) -> Callable[..., Any] | None:
+    """The bound handler, or None when the subclass did not override the skeleton's method."""
+    function = getattr(type(instance), method.py_name, None)
+    if function is None or function is vars(base).get(method.py_name):
+        return None
+    bound: Callable[..., Any] = getattr(instance, method.py_name)
+    return bound
