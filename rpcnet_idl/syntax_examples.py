@@ -221,7 +221,7 @@ def _signature(error: UnexpectedInput) -> tuple[Any, frozenset[str] | None, str 
     return (
         error.state,
         frozenset(accepts) if accepts is not None else None,
-        str(token) if token is not None else None,
+        None if token is None else "$END" if token.type == "$END" else str(token),
     )
 
 
@@ -244,9 +244,10 @@ def _match(error: UnexpectedInput, parse_fn: Callable[[str], object]) -> SyntaxE
     if isinstance(error, UnexpectedCharacters) or error.state is None:
         return None
     state, accepts, token = _signature(error)
+    at_end = token == "$END"
     candidate: SyntaxExample | None = None
     for entry, ex_state, ex_accepts, ex_token in _catalogue_signatures(parse_fn):
-        if ex_state != state or ex_accepts != accepts:
+        if ex_state != state or ex_accepts != accepts or (ex_token == "$END") != at_end:
             continue
         if ex_token == token:
             return entry
@@ -292,7 +293,14 @@ def describe_syntax_error(
                 hint = f"did you mean '{close[0]}'?"
         return SyntaxProblem(entry.message.replace("{token}", shown), hint, span)
 
-    expected = sorted(getattr(error, "expected", None) or getattr(error, "accepts", None) or ())
+    expected = sorted(getattr(error, "expected", None) or ())
+    if token.type == "$END" and "RBRACE" in expected:
+        return SyntaxProblem(
+            "missing '}' at the end of the file", "every '{' needs a matching '}'", token_span
+        )
+    if "SEMICOLON" in expected and previous is not None and token.type != "$END":
+        if token.type == "RBRACE" or (token.line or 0) > (previous.end_line or 0):
+            return SyntaxProblem("missing ';'", None, _after(previous))
     wanted = sorted({_describe_terminal(name, lark) for name in expected})
     message = f"unexpected {_describe_token(token)}"
     if wanted:
