@@ -41,7 +41,7 @@ from aioquic.quic.connection import QuicConnection
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -50,14 +50,20 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-__all__ = ["ClientTLS", "PeerAuthenticationError", "ServerTLS", "TLSConfigError"]
+__all__ = [
+    "MAX_CLIENT_CHAIN",
+    "ClientTLS",
+    "PeerAuthenticationError",
+    "ServerTLS",
+    "TLSConfigError",
+    "verify_client_chain",
+]
 
 PrivateKey: TypeAlias = (
     ec.EllipticCurvePrivateKey
     | rsa.RSAPrivateKey
     | ed25519.Ed25519PrivateKey
     | ed448.Ed448PrivateKey
-    | dsa.DSAPrivateKey
 )
 
 #: Longest certificate chain (leaf + intermediates) a client may present.
@@ -116,10 +122,12 @@ def _load_private_key(path: str, what: str) -> PrivateKey:
         ec.EllipticCurvePrivateKey
         | rsa.RSAPrivateKey
         | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey
-        | dsa.DSAPrivateKey,
+        | ed448.Ed448PrivateKey,
     ):
-        raise TLSConfigError(f"{what} file {path!r} holds a key type TLS cannot use")
+        raise TLSConfigError(
+            f"{what} file {path!r} holds a {type(key).__name__}, which TLS 1.3 cannot use "
+            "(use ECDSA, RSA or Ed25519)"
+        )
     return key
 
 
@@ -164,7 +172,13 @@ def _aioquic_supports_client_auth() -> bool:
 
 def _require_client_certificates(quic: QuicConnection) -> None:
     """Make `quic`'s TLS context (created lazily by aioquic) request a client certificate."""
+    if "tls" in vars(quic):
+        raise ValueError(
+            "prepare_connection must be called before the connection receives its first datagram"
+        )
     original: Callable[[bytes], None] = quic._initialize
+    if getattr(original, "_rpcnet_mutual_tls", False):
+        return  # already prepared
 
     def initialize(peer_cid: bytes) -> None:
         original(peer_cid)
@@ -174,13 +188,16 @@ def _require_client_certificates(quic: QuicConnection) -> None:
         context.get_session_ticket_cb = None
         context.new_session_ticket_cb = None
 
+    initialize._rpcnet_mutual_tls = True  # type: ignore[attr-defined]
     quic._initialize = initialize  # type: ignore[method-assign]
 
 
 def _client_certificates(
     quic: QuicConnection,
 ) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
-    context = quic.tls
+    context: aioquic_tls.Context | None = vars(quic).get("tls")
+    if context is None:
+        raise PeerAuthenticationError("the TLS handshake has not started")
     if not getattr(context, "_request_client_certificate", False):
         raise PeerAuthenticationError(
             "the server never asked this client for a certificate "

@@ -18,7 +18,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.tls import SessionTicket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.x509.oid import NameOID
 
 from rpcnet_runtime.certs import DevCerts, generate_ca, issue_certificate, write_dev_certs
@@ -328,6 +328,19 @@ def test_unprepared_connection_fails_closed(dev: DevCerts) -> None:
         server_tls.authenticate_client(pair.server)
 
 
+def test_prepare_connection_timing(dev: DevCerts) -> None:
+    server_tls = ServerTLS(dev.server_cert, dev.server_key, client_ca=dev.ca_cert)
+    client_tls = ClientTLS(dev.ca_cert, dev.client_cert, dev.client_key)
+    pair = Pair(server_tls, client_tls)
+    with pytest.raises(PeerAuthenticationError, match="not started"):
+        server_tls.authenticate_client(pair.server)
+    server_tls.prepare_connection(pair.server)  # a second call is harmless
+    _handshake(pair)
+    assert server_tls.authenticate_client(pair.server) == "CN=rpcnet-dev-client"
+    with pytest.raises(ValueError, match="before the connection receives its first datagram"):
+        server_tls.prepare_connection(pair.server)
+
+
 def test_prepare_connection_refuses_client_side(dev: DevCerts) -> None:
     server_tls = ServerTLS(dev.server_cert, dev.server_key, client_ca=dev.ca_cert)
     client_config = ClientTLS(dev.ca_cert).quic_configuration(
@@ -565,6 +578,20 @@ def test_encrypted_key_is_reported(dev: DevCerts, tmp_path: Path) -> None:
     )
     with pytest.raises(TLSConfigError, match="encrypted"):
         ServerTLS(dev.server_cert, str(locked))
+
+
+def test_unusable_key_type_is_reported(dev: DevCerts, tmp_path: Path) -> None:
+    dsa_key = dsa.generate_private_key(key_size=2048)
+    path = tmp_path / "dsa.key"
+    path.write_bytes(
+        dsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(TLSConfigError, match=r"TLS 1\.3 cannot use"):
+        ServerTLS(dev.server_cert, str(path))
 
 
 def test_client_cert_and_key_go_together(dev: DevCerts) -> None:
