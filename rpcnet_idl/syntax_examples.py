@@ -298,9 +298,11 @@ def describe_syntax_error(
         return SyntaxProblem(
             "missing '}' at the end of the file", "every '{' needs a matching '}'", token_span
         )
-    if "SEMICOLON" in expected and previous is not None and token.type != "$END":
-        if token.type == "RBRACE" or (token.line or 0) > (previous.end_line or 0):
-            return SyntaxProblem("missing ';'", None, _after(previous))
+    ends_line = previous is not None and (
+        token.type == "RBRACE" or (token.line or 0) > (previous.end_line or 0)
+    )
+    if "SEMICOLON" in expected and previous is not None and token.type != "$END" and ends_line:
+        return SyntaxProblem("missing ';'", None, _after(previous))
     wanted = sorted({_describe_terminal(name, lark) for name in expected})
     message = f"unexpected {_describe_token(token)}"
     if wanted:
