@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import PurePath
 
 from . import ast
 from .breaking_context import Diff, Place
@@ -59,7 +59,7 @@ def compare(
     in `new`; `old_display` turns an old schema's path into the text findings show for it.
     Every finding has severity ERROR; see `apply_level`.
     """
-    diff = Diff(old, new, old_display)
+    diff = Diff(old, new, old_display, key_map)
     new_packages = {schema.package for schema in new.schemas.values()}
     for old_root in old.roots:
         new_root = new.schemas.get(key_map(old.key_of(old_root)))
@@ -115,8 +115,8 @@ def _compare_symbol(diff: Diff, old: Symbol, new: Symbol) -> None:
             old_place,
         )
         return
-    old_module = PurePosixPath(old.schema.path).stem
-    new_module = PurePosixPath(new.schema.path).stem
+    old_module = PurePath(diff.key_map(diff.old.key_of(old.schema))).stem
+    new_module = PurePath(diff.new.key_of(new.schema)).stem
     if old_module != new_module:
         diff.report(
             "TYPE_SAME_MODULE",

@@ -34,6 +34,8 @@ class Diff:
     new: Program
     old_display: Callable[[str], str] = str
     """Old schema path -> how findings show it (``origin/main:schemas/a.rpc``)."""
+    key_map: Callable[[str], str] = str
+    """Old schema key -> the key of the same file in the new program."""
     packages: dict[str, str] = field(default_factory=dict)
     """Old package -> new package, for root files whose package changed."""
     findings: list[Finding] = field(default_factory=list)
