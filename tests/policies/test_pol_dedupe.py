@@ -25,7 +25,7 @@ def make(clock: VirtualClock | None = None, **kwargs: int | float) -> InMemoryId
 
 
 def test_fingerprint_depends_on_method_and_payload() -> None:
-    assert FP == request_fingerprint("p.S/M", b"request-1")
+    assert request_fingerprint("p.S/M", b"request-1") == FP
     assert FP != FP2 != request_fingerprint("p.S/N", b"request-1")
 
 
