@@ -354,6 +354,9 @@ class _Call:
                 last = failure
                 await self.clock.sleep(delay)
                 continue
+            except Exception:
+                self._release()  # not an RPC outcome (a bug in the attempt function): no verdict
+                raise
             self._record_success()
             return response
 
@@ -387,6 +390,7 @@ class _Call:
                     if isinstance(error, _DeadlineReached):
                         continue  # the loop's own deadline check reports it
                     if not isinstance(error, RpcError):
+                        self._release()
                         raise error
                     self._record_failure(error)
                     last = error
