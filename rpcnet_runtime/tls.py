@@ -247,11 +247,11 @@ def verify_client_chain(
         )
     if now < leaf.not_valid_before_utc:
         raise PeerAuthenticationError(
-            f"client certificate {subject} is not valid before {leaf.not_valid_before_utc:%c} UTC"
+            f"client certificate {subject} is not valid before {_utc(leaf.not_valid_before_utc)}"
         )
     if now > leaf.not_valid_after_utc:
         raise PeerAuthenticationError(
-            f"client certificate {subject} expired on {leaf.not_valid_after_utc:%c} UTC"
+            f"client certificate {subject} expired on {_utc(leaf.not_valid_after_utc)}"
         )
     verifier = (
         PolicyBuilder()
@@ -270,9 +270,40 @@ def verify_client_chain(
                 f"(its issuer: {leaf.issuer.rfc4514_string()})"
             ) from None
         raise PeerAuthenticationError(
-            f"client certificate {subject} failed verification against client_ca: {exc}"
+            f"client certificate {subject} failed verification against client_ca: "
+            f"{_name_oids(str(exc))}"
         ) from None
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return subject
+    if not usage.digital_signature:
+        raise PeerAuthenticationError(
+            f"client certificate {subject}: its key usage does not allow digital signatures, "
+            "which TLS client authentication needs"
+        )
     return subject
+
+
+_EXTENSION_NAMES = {
+    "2.5.29.14": "subjectKeyIdentifier",
+    "2.5.29.15": "keyUsage",
+    "2.5.29.17": "subjectAltName",
+    "2.5.29.19": "basicConstraints",
+    "2.5.29.35": "authorityKeyIdentifier",
+    "2.5.29.37": "extKeyUsage",
+}
+
+
+def _utc(moment: datetime.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _name_oids(message: str) -> str:
+    """Spell out the extension OIDs cryptography's verifier mentions."""
+    for oid, name in _EXTENSION_NAMES.items():
+        message = message.replace(f"{oid}:", f"{oid} ({name}):")
+    return message
 
 
 def _issued_by_any(certs: list[x509.Certificate], trusted: list[x509.Certificate]) -> bool:

@@ -19,7 +19,8 @@ from aioquic.tls import SessionTicket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import Store
 
 from rpcnet_runtime.certs import DevCerts, generate_ca, issue_certificate, write_dev_certs
 from rpcnet_runtime.tls import (
@@ -608,8 +609,6 @@ def test_client_cert_and_key_go_together(dev: DevCerts) -> None:
 def test_verify_client_chain_uses_the_given_time(dev: DevCerts) -> None:
     leaf = x509.load_pem_x509_certificate(Path(dev.client_cert).read_bytes())
     ca = x509.load_pem_x509_certificate(Path(dev.ca_cert).read_bytes())
-    from cryptography.x509.verification import Store
-
     store = Store([ca])
     assert verify_client_chain(leaf, [], trusted=[ca], store=store, now=NOW).startswith("CN=")
     later = leaf.not_valid_after_utc + datetime.timedelta(seconds=1)
@@ -617,6 +616,63 @@ def test_verify_client_chain_uses_the_given_time(dev: DevCerts) -> None:
         verify_client_chain(leaf, [], trusted=[ca], store=store, now=later)
     with pytest.raises(PeerAuthenticationError, match="chain longer"):
         verify_client_chain(leaf, [ca] * 8, trusted=[ca], store=store, now=NOW)
+
+
+def _usage(signature: bool, *, encipher: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(signature, False, encipher, False, False, cert_sign, False, False, False)
+
+
+_Extensions = list[tuple[x509.ExtensionType, bool]]
+_LEAF_CASES: list[tuple[str, _Extensions, bool, str | None]] = [
+    ("plain", [], True, None),
+    ("digital signature", [(_usage(True), True)], True, None),
+    ("encipherment only", [(_usage(False, encipher=True), True)], True, "digital signatures"),
+    (
+        "claims to be a CA",
+        [(x509.BasicConstraints(True, None), True), (_usage(True, cert_sign=True), True)],
+        True,
+        "failed verification",
+    ),
+    (
+        "anyExtendedKeyUsage",
+        [(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), False)],
+        True,
+        "EKU",
+    ),
+    ("no authority key id", [], False, "authorityKeyIdentifier"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extensions", "with_aki", "refusal"),
+    [case[1:] for case in _LEAF_CASES],
+    ids=[case[0] for case in _LEAF_CASES],
+)
+def test_client_leaf_profile(extensions: _Extensions, with_aki: bool, refusal: str | None) -> None:
+    ca, ca_key = generate_ca("profile CA", now=NOW)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(hours=1))
+        .not_valid_after(NOW + datetime.timedelta(days=1))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    if with_aki:
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        builder = builder.add_extension(aki, False)
+    leaf = builder.sign(ca_key, hashes.SHA256())
+    store = Store([ca])
+    if refusal is None:
+        assert verify_client_chain(leaf, [], trusted=[ca], store=store, now=NOW) == "CN=leaf"
+    else:
+        with pytest.raises(PeerAuthenticationError, match=refusal):
+            verify_client_chain(leaf, [], trusted=[ca], store=store, now=NOW)
 
 
 # --------------------------------------------------------------------------------------------
