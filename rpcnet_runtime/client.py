@@ -18,7 +18,7 @@ from aioquic.quic.connection import QuicConnection
 
 from .channel import CallOptions
 from .config import ClientConfig
-from .connection import ALPN
+from .connection import ALPN, CLOSE_NO_ERROR, CLOSE_UNAUTHENTICATED
 from .context import current_call
 from .descriptors import MethodDescriptor, RequestT, ResponseT
 from .dispatch import decode_message
@@ -69,13 +69,16 @@ class ClientProtocol(RpcProtocol):
             if not self.ready.done():
                 self.ready.set_result(None)
         elif isinstance(event, ConnectionTerminated):
-            self._terminated(event.reason or f"error code {event.error_code}")
+            self._terminated(event.reason or f"error code {event.error_code}", event.error_code)
 
-    def _terminated(self, reason: str) -> None:
+    def _terminated(self, reason: str, error_code: int = CLOSE_NO_ERROR) -> None:
         if self.terminated:
             return
         self.connection_terminated()
-        error = RpcError(Status.UNAVAILABLE, f"connection lost: {reason}")
+        status = Status.UNAVAILABLE
+        if error_code == CLOSE_UNAUTHENTICATED:
+            status = Status.UNAUTHENTICATED
+        error = RpcError(status, f"connection lost: {reason}")
         if not self.ready.done():
             self.ready.set_exception(error)
             self.ready.exception()  # retrieved: nobody may be waiting any more
@@ -351,9 +354,9 @@ class ClientChannel:
                     return
             protocol.core.end_input(stream_id)
             protocol.transmit_soon()
-        except Exception as exc:
+        except Exception as exc:  # the caller's own iterator failed: the call fails with it
             protocol.abandon(stream_id)
-            inbox.fail(RpcError(Status.CANCELLED, f"the request stream failed: {exc!r}"))
+            inbox.fail(exc)
 
     async def _attempt_stream_unary(
         self,

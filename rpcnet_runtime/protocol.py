@@ -120,6 +120,11 @@ class RpcProtocol(QuicConnectionProtocol):
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         super().datagram_received(data, addr)
+        close = self._quic._close_event
+        if close is not None and not self.core.terminated:
+            # The peer closed (or we did): aioquic reports it only after the draining period
+            # (three PTOs); fail the calls now rather than then.
+            self.quic_event_received(close)
         if self._drain_waiters:
             self._wake_drain_waiters()
 

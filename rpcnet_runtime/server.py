@@ -168,7 +168,9 @@ class Server:
         configuration.max_stream_data = self.config.receive_window
         configuration.max_datagram_size = self.config.max_datagram_size
         self._quic_server = await serve(
-            self.host, self._requested_port, configuration=configuration,
+            self.host,
+            self._requested_port,
+            configuration=configuration,
             create_protocol=self._create_protocol,
         )
 
@@ -198,8 +200,15 @@ class Server:
             protocol.core.close(CLOSE_NO_ERROR, "server stopped")
             protocol.transmit()
         self._protocols.clear()
+        transport = self._quic_server._transport
         self._quic_server.close()
         self._quic_server = None
+        # The socket closes on the next loop turn; return once the port is free again.
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        for _ in range(10):
+            if sock is None or sock.fileno() == -1:
+                break
+            await asyncio.sleep(0)
 
     # -- dispatch ---------------------------------------------------------------------------
 

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from rpcnet_idl.cli import main as rpcnet_gen
 from rpcnet_runtime.certs import DevCerts, write_dev_certs
 from rpcnet_runtime.client import ClientChannel, connect
 from rpcnet_runtime.config import ClientConfig, ServerConfig
 from rpcnet_runtime.server import Server
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
 
-SCHEMA = Path(__file__).with_name("interop.rpc")
-
 
 @pytest.fixture(scope="session")
-def interop(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """`interop.rpc` compiled by rpcnet-gen into a package on sys.path."""
-    root = tmp_path_factory.mktemp("gen")
-    assert rpcnet_gen([str(SCHEMA), "-o", str(root / "interop_gen")]) == 0
-    sys.path.insert(0, str(root))
-    return importlib.import_module("interop_gen.interop")
+def interop() -> ModuleType:
+    """The code rpcnet-gen made from `interop.rpc`, checked in under ``gen/``.
+
+    Regenerate it after changing the schema or the generator:
+    ``rpcnet-gen tests/integration/interop.rpc -o tests/integration/gen``.
+    """
+    return importlib.import_module("gen.interop")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ def make_service(interop: ModuleType) -> Any:
 
     class TestService(interop.TestServiceBase):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
-            self.never = asyncio.Event()  # never set: "sleeping" handlers wait on it
+            # "Sleeping" handlers wait on `release`; most tests never set it.
+            self.release = asyncio.Event()
             self.started = asyncio.Event()
             self.cancelled = asyncio.Event()
             self.contexts: list[CallContext] = []
@@ -53,21 +54,22 @@ def make_service(interop: ModuleType) -> Any:
                 attempt=ctx.attempt,
             )
 
-        async def streaming_output_call(
-            self, request: Any, ctx: CallContext
-        ) -> AsyncIterator[Any]:
+        async def streaming_output_call(self, request: Any, ctx: CallContext) -> AsyncIterator[Any]:
             self._echo(ctx)
             for params in request.response_parameters:
                 self.started.set()
                 yield interop.StreamingOutputCallResponse(payload=self._payload(params.size))
             self._check_status(request.response_status)
 
-        async def streaming_input_call(
-            self, requests: AsyncIterator[Any], ctx: CallContext
-        ) -> Any:
+        async def streaming_input_call(self, requests: AsyncIterator[Any], ctx: CallContext) -> Any:
+            self.started.set()
             total = 0
-            async for request in requests:
-                total += len(request.payload.body) if request.payload else 0
+            try:
+                async for request in requests:
+                    total += len(request.payload.body) if request.payload else 0
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
             return interop.StreamingInputCallResponse(aggregated_payload_size=total)
 
         async def full_duplex_call(
@@ -90,7 +92,7 @@ def make_service(interop: ModuleType) -> Any:
             self.contexts.append(ctx)
             self.started.set()
             try:
-                await self.never.wait()
+                await self.release.wait()
             except asyncio.CancelledError:
                 self.cancelled.set()
                 raise

@@ -34,7 +34,9 @@ async def test_large_unary(interop: ModuleType, client: Any) -> None:
 
 async def test_client_streaming(interop: ModuleType, client: Any) -> None:
     sizes = [27_182, 8, 1_828, 45_904]
-    requests = [interop.StreamingInputCallRequest(payload=interop.Payload(bytes(n))) for n in sizes]
+    requests = [
+        interop.StreamingInputCallRequest(payload=interop.Payload(body=bytes(n))) for n in sizes
+    ]
     response = await client.streaming_input_call(_aiter(requests))
     assert response.aggregated_payload_size == sum(sizes)
 
@@ -62,7 +64,7 @@ async def test_ping_pong(interop: ModuleType, client: Any) -> None:
         await outgoing.put(
             interop.StreamingOutputCallRequest(
                 response_parameters=[interop.ResponseParameters(size=resp_size)],
-                payload=interop.Payload(bytes(req_size)),
+                payload=interop.Payload(body=bytes(req_size)),
             )
         )
         response = await anext(stream)
@@ -75,9 +77,7 @@ async def test_empty_stream(client: Any) -> None:
     assert [r async for r in client.full_duplex_call(_aiter([]))] == []
 
 
-async def test_timeout_on_sleeping_server(
-    interop: ModuleType, client: Any, service: Any
-) -> None:
+async def test_timeout_on_sleeping_server(interop: ModuleType, client: Any, service: Any) -> None:
     with pytest.raises(RpcError) as info:
         await client.sleep_call(interop.Empty(), timeout=0.2)
     assert info.value.status is Status.DEADLINE_EXCEEDED
@@ -94,24 +94,21 @@ async def test_cancel_after_begin(interop: ModuleType, client: Any, service: Any
         yield interop.StreamingInputCallRequest()
 
     task = asyncio.ensure_future(client.streaming_input_call(requests()))
-    await asyncio.sleep(0)  # let the call start
-    for _ in range(50):
-        if task.done() or service.contexts or True:
-            break
+    await asyncio.wait_for(service.started.wait(), 5)  # the handler runs
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # The reset reaches the server, which cancels the handler's task.
+    await asyncio.wait_for(service.cancelled.wait(), 5)
 
 
-async def test_cancel_after_first_response(
-    interop: ModuleType, client: Any, service: Any
-) -> None:
+async def test_cancel_after_first_response(interop: ModuleType, client: Any, service: Any) -> None:
     never: asyncio.Event = asyncio.Event()
 
     async def requests() -> AsyncIterator[Any]:
         yield interop.StreamingOutputCallRequest(
             response_parameters=[interop.ResponseParameters(size=31_415)],
-            payload=interop.Payload(bytes(27_182)),
+            payload=interop.Payload(body=bytes(27_182)),
         )
         await never.wait()
 
@@ -126,7 +123,7 @@ async def test_custom_metadata(interop: ModuleType, channel: ClientChannel) -> N
     metadata = {"x-echo-initial": "test_initial_metadata_value", "x-echo-trailing": "ababab"}
     response, trailing = await channel._attempt_unary(
         interop.TEST_SERVICE_UNARY_CALL,
-        interop.SimpleRequest(response_size=314_159, payload=interop.Payload(bytes(271_828))),
+        interop.SimpleRequest(response_size=314_159, payload=interop.Payload(body=bytes(271_828))),
         deadline=None,
         metadata=metadata,
     )
