@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rpcnet", description="Operator tools for the rpcnet runtime."
     )
+    parser.add_argument("--version", action="version", version=f"rpcnet {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -134,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rpcnet")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _describe(exc: BaseException) -> str:

@@ -77,6 +77,13 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "DIR" in capsys.readouterr().err
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("rpcnet ")
+
+
 def test_subcommands_come_from_command_modules() -> None:
     assert "rpcnet_runtime.cli" in cli.COMMAND_MODULES
     help_text = cli.build_parser().format_help()
