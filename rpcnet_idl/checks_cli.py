@@ -32,6 +32,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("schemas", nargs="*", metavar="SCHEMA", help=".rpc files to check")
     parser.add_argument(
         "-I",
+        "--include",
         dest="include_dirs",
         action="append",
         default=[],
