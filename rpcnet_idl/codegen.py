@@ -17,7 +17,7 @@ from .loader import Program
 from .model import MethodModel, ModuleModel, build_modules
 from .resources import template_dir
 
-__all__ = ["BLACK_MODE", "generate", "render_module"]
+__all__ = ["BLACK_MODE", "format_source", "generate", "render_module"]
 
 #: How generated code is formatted: black's defaults, 100 columns like the project.
 BLACK_MODE = black.Mode(line_length=100)
@@ -67,7 +67,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _format(source: str) -> str:
+def format_source(source: str) -> str:
+    """`source` formatted by black, in-process."""
     return black.format_str(source, mode=BLACK_MODE)
 
 
@@ -75,13 +76,13 @@ def render_module(model: ModuleModel, *, fmt: bool = True) -> str:
     """The Python source of one module, black-formatted unless `fmt` is False."""
     template = _environment().get_template("module.py.j2")
     source: str = template.render(m=model, version=__version__)
-    return _format(source) if fmt else source
+    return format_source(source) if fmt else source
 
 
 def _render_init(models: list[ModuleModel], *, fmt: bool = True) -> str:
     template = _environment().get_template("init.py.j2")
     source: str = template.render(modules=models, version=__version__)
-    return _format(source) if fmt else source
+    return format_source(source) if fmt else source
 
 
 def generate(program: Program, *, fmt: bool = True) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["resource_dir", "read_text", "template_dir"]
+__all__ = ["read_text", "resource_dir", "template_dir"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
