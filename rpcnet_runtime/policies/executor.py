@@ -14,8 +14,8 @@ only waits (on the injected `Clock`), launches and cancels.
   DEADLINE_EXCEEDED, retryable where ``on`` lists it).
 - While the endpoint's breaker is open the call fails at once with UNAVAILABLE, ``not_processed``.
 - Streaming: `server_stream` retries only until the first response message has arrived (gRPC's
-  rule); after that a failure reaches the caller. Client- and bidirectional-streaming calls are
-  not retried by this executor: their requests are consumed as they are sent.
+  rule); after that a failure reaches the caller. Client-streaming calls use `single` (one
+  attempt): their requests are consumed as they are sent. Bidirectional calls are not retried.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ..channel import CallOptions
@@ -154,6 +154,22 @@ class PolicyExecutor:
         if method.policy.hedge is not None and method.policy.idempotent:
             return await call.hedged(attempt)
         return await call.retried(attempt)
+
+    async def single(
+        self,
+        method: MethodDescriptor[Any, Any],
+        request: object,
+        options: CallOptions,
+        attempt: AttemptFn[T],
+        *,
+        endpoint: str = "",
+    ) -> T:
+        """One attempt only (client-streaming calls, whose requests cannot be replayed).
+
+        The deadline, the breaker, the idempotency key and the counters still apply.
+        """
+        policy = replace(method.policy, retry=None, hedge=None)
+        return await _Call(self, policy, request, options, endpoint).retried(attempt)
 
     def server_stream(
         self,

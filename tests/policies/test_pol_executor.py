@@ -412,3 +412,14 @@ async def test_server_stream_deadline() -> None:
         await clock.run(main())
     assert info.value.status is Status.DEADLINE_EXCEEDED
     assert got == [0, 1, 2] and clock.now() - start == pytest.approx(0.35)
+
+
+async def test_single_makes_one_attempt_but_keeps_the_key_and_deadline() -> None:
+    clock = VirtualClock()
+    backend = Backend(clock, [RpcError(Status.UNAVAILABLE), "ok"])
+    m = method(idempotent=True, timeout=2.0, retry=RETRY)
+    start = clock.now()
+    with pytest.raises(RpcError):
+        await clock.run(executor(clock).single(m, Req(), OPTS, backend))
+    assert len(backend.specs) == 1
+    assert backend.specs[0].idempotency_key and backend.specs[0].deadline == start + 2.0
