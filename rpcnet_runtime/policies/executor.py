@@ -313,8 +313,12 @@ class _Call:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self._release()
-        if self.deadline is not None and self.clock.now() >= self.deadline:
-            raise _DeadlineReached
+        if (
+            self.deadline is not None
+            and spec.deadline is not None
+            and spec.deadline >= self.deadline
+        ):
+            raise _DeadlineReached  # (the loop's clock may wake a hair early: compare deadlines)
         raise RpcError(Status.DEADLINE_EXCEEDED, "attempt timed out")
 
     def _decide(self, failure: RpcError, backoff: float) -> tuple[bool, float, bool]:

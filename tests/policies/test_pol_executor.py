@@ -423,3 +423,35 @@ async def test_single_makes_one_attempt_but_keeps_the_key_and_deadline() -> None
         await clock.run(executor(clock).single(m, Req(), OPTS, backend))
     assert len(backend.specs) == 1
     assert backend.specs[0].idempotency_key and backend.specs[0].deadline == start + 2.0
+
+
+async def test_on_the_real_loop_clock_deadline_and_hedge() -> None:
+    from rpcnet_runtime.clock import AsyncioClock
+
+    clock = AsyncioClock()
+    ex = PolicyExecutor(clock=clock, rng=random.Random(1))
+    stalled: list[int] = []
+
+    async def attempt(spec: AttemptSpec) -> str:
+        if spec.attempt_number == 1:
+            try:
+                await asyncio.sleep(5.0)
+            except asyncio.CancelledError:
+                stalled.append(1)
+                raise
+        return f"attempt {spec.attempt_number}"
+
+    hedge = HedgePolicy(max_attempts=2, delay=0.02)
+    start = clock.now()
+    assert await ex.unary(method(idempotent=True, hedge=hedge), Req(), OPTS, attempt) == "attempt 2"
+    assert 0.02 <= clock.now() - start < 1.0 and stalled == [1]
+
+    async def hang(spec: AttemptSpec) -> str:
+        await asyncio.sleep(5.0)
+        return "late"
+
+    start = clock.now()
+    with pytest.raises(RpcError) as info:
+        await ex.unary(method(timeout=0.03), Req(), OPTS, hang)
+    assert info.value.status is Status.DEADLINE_EXCEEDED
+    assert clock.now() - start < 1.0
