@@ -112,7 +112,9 @@ def test_missing_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run(["breaking", "schemas/a.rpc", "-I", "common", "--against", "git:nope"])
     assert code == 2
     assert "unknown git ref 'nope'" in err
-    code, _, err = run(["breaking", "schemas/a.rpc", "--against", "git:origin/main"])
+    code, _, err = run(
+        ["breaking", "schemas/a.rpc", "-I", "common", "--against", "git:origin/main"]
+    )
     assert code == 2 and "git fetch origin main" in err
 
 
