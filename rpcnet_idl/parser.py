@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any, NamedTuple, cast
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput
 
 from . import ast, resources
 from .diagnostics import Diagnostic, IdlError
@@ -81,6 +83,19 @@ class _Named:
         self.value = value
 
 
+class _SchemaParts(NamedTuple):
+    package: _Dotted
+    doc: str | None
+    imports: tuple[ast.Import, ...]
+    declarations: tuple[ast.Declaration, ...]
+
+
+_DOCS: ContextVar[Mapping[tuple[int, int], str]] = ContextVar(
+    "rpcnet_idl_docs", default=MappingProxyType({})
+)
+"""Doc comments of the text being parsed, by the position of the token they document."""
+
+
 class _Header:
     """The shared parts of a declaration: annotations, name token and the rest."""
 
@@ -95,12 +110,8 @@ class _Header:
 class _ToAst(Transformer[Token, Any]):
     """Builds AST nodes only; never raises for user errors (the checker reports those)."""
 
-    def __init__(self, docs: dict[tuple[int, int], str]) -> None:
-        super().__init__()
-        self._docs = docs
-
     def _doc(self, meta: Any) -> str | None:
-        return self._docs.get((meta.line, meta.column))
+        return _DOCS.get().get((meta.line, meta.column))
 
     # -- names, types and values -----------------------------------------------------------
 
@@ -282,8 +293,17 @@ class _ToAst(Transformer[Token, Any]):
             name_span=_tspan(h.name),
         )
 
-    def package_decl(self, meta: Any, children: list[_Dotted]) -> _Dotted:
-        return children[0]
+    def package_decl(self, meta: Any, children: list[_Dotted]) -> tuple[_Dotted, str | None]:
+        return children[0], self._doc(meta)
+
+    def start(self, meta: Any, children: list[Any]) -> _SchemaParts:
+        package, doc = children[0]
+        return _SchemaParts(
+            package=package,
+            doc=doc,
+            imports=tuple(c for c in children[1:] if isinstance(c, ast.Import)),
+            declarations=tuple(c for c in children[1:] if not isinstance(c, ast.Import)),
+        )
 
     def import_decl(self, meta: Any, children: list[Token]) -> ast.Import:
         return ast.Import(_unquote(children[0]), _span(meta))
@@ -294,57 +314,44 @@ def ast_max_field_number() -> int:
     return (1 << 29) - 1
 
 
+_SCAN = re.compile(
+    r"""(?P<space>\s+)
+      | (?P<comment>//[^\n]*)
+      | (?P<block>/\*.*?(?:\*/|\Z))
+      | (?P<token>"(?:[^"\\\n]|\\.)*"?|[A-Za-z0-9_.@-]+|.)""",
+    re.X | re.S,
+)
+
+
 def _doc_comments(text: str) -> dict[tuple[int, int], str]:
     """Map the (line, column) of the first token after each `///` block to the block's text.
 
-    A block is a run of `///` comments on consecutive lines; ordinary comments between it and
-    the token are skipped, anything else (a blank line ends nothing, a token does) consumes it.
-    Strings and block comments are skipped so that `///` inside them is not taken for a doc.
+    A block is a run of `///` comments on consecutive lines (the marker and one space are
+    dropped, lines joined with "\\n"). Ordinary comments between a block and its token are
+    skipped; a block interrupted by a blank line restarts. Strings and block comments are
+    skipped whole, so `///` inside them is no doc.
     """
     docs: dict[tuple[int, int], str] = {}
     pending: list[str] = []
     last_doc_line = -1
-    i, line, col, n = 0, 1, 1, len(text)
-
-    def advance(to: int) -> None:
-        nonlocal i, line, col
-        chunk = text[i:to]
-        newlines = chunk.count("\n")
-        if newlines:
-            line += newlines
-            col = len(chunk) - chunk.rfind("\n")
-        else:
-            col += len(chunk)
-        i = to
-
-    while i < n:
-        ch = text[i]
-        if ch in " \t\r\n":
-            advance(i + 1)
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            comment = text[i:end]
+    line, line_start = 1, 0
+    for match in _SCAN.finditer(text):
+        kind = match.lastgroup
+        if kind == "token" and pending:
+            docs[(line, match.start() - line_start + 1)] = "\n".join(pending).rstrip()
+            pending = []
+        elif kind == "comment":
+            comment = match.group()
             if comment.startswith("///") and not comment.startswith("////"):
-                if pending and line != last_doc_line + 1:
+                if line != last_doc_line + 1:
                     pending = []
                 body = comment[3:]
                 pending.append(body[1:] if body.startswith(" ") else body)
                 last_doc_line = line
-            advance(end)
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            advance(n if end < 0 else end + 2)
-        else:
-            if pending:
-                docs[(line, col)] = "\n".join(pending).rstrip()
-                pending = []
-            if ch == '"':
-                match = re.compile(r'"([^"\\\n]|\\.)*"?').match(text, i)
-                advance(match.end() if match else i + 1)
-            else:
-                match = re.compile(r"[A-Za-z0-9_.@-]+").match(text, i)
-                advance(match.end() if match else i + 1)
+        newlines = text.count("\n", match.start(), match.end())
+        if newlines:
+            line += newlines
+            line_start = text.rfind("\n", match.start(), match.end()) + 1
     return docs
 
 
@@ -353,22 +360,23 @@ def _source_line(text: str, line: int) -> str:
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
-def _parse_tree(text: str) -> Tree[Token]:
-    """The parse tree, or UnexpectedInput with ``previous`` set to the token before it."""
+def _located_error(text: str) -> UnexpectedInput:
+    """Parse `text` (known to be malformed) again, token by token, to find its error and the
+    tokens just before it (``previous`` and ``two_before``)."""
     interactive = _lark().parse_interactive(text)
     recent: list[Token | None] = [None, None, None]
     try:
         for token in interactive.iter_parse():
             recent = [recent[1], recent[2], token]
-        tree: Tree[Token] = interactive.feed_eof(recent[2])  # type: ignore[no-untyped-call]
-        return tree
+        interactive.feed_eof(recent[2])  # type: ignore[no-untyped-call]
     except UnexpectedInput as error:
         offending = getattr(error, "token", None)
         if offending is not None and offending is recent[2]:
             recent = [None, recent[0], recent[1]]
         error.previous = recent[2]  # type: ignore[attr-defined]
         error.two_before = recent[1]  # type: ignore[attr-defined]
-        raise
+        return error
+    raise AssertionError("the text parsed on the second attempt")  # pragma: no cover
 
 
 def _parse_only(text: str) -> object:
@@ -380,29 +388,23 @@ def parse(text: str, path: str) -> ast.Schema:
 
     Raises `IdlError` with a single ``syntax`` diagnostic on malformed input.
     """
+    docs = _DOCS.set(_doc_comments(text))
     try:
-        tree = _parse_tree(text)
-    except (UnexpectedToken, UnexpectedCharacters, UnexpectedEOF) as error:
+        schema = cast(_SchemaParts, _ToAst().transform(_lark().parse(text)))
+    except UnexpectedInput:
+        error = _located_error(text)
         diagnostic = _syntax_diagnostic(error, text, path, _parse_only)
         raise IdlError([diagnostic]) from None
-    docs = _doc_comments(text)
-    parts = _ToAst(docs).transform(tree).children
-    package: _Dotted = parts[0]
-    imports = tuple(p for p in parts[1:] if isinstance(p, ast.Import))
-    declarations = tuple(p for p in parts[1:] if not isinstance(p, ast.Import))
+    finally:
+        _DOCS.reset(docs)
     return ast.Schema(
         path=path,
-        package=package.name,
-        package_span=package.span,
-        imports=imports,
-        declarations=declarations,
-        doc=docs.get(_first_token_position(tree)),
+        package=schema.package.name,
+        package_span=schema.package.span,
+        imports=schema.imports,
+        declarations=schema.declarations,
+        doc=schema.doc,
     )
-
-
-def _first_token_position(tree: Tree[Token]) -> tuple[int, int]:
-    meta = tree.children[0].meta if isinstance(tree.children[0], Tree) else tree.meta
-    return (meta.line, meta.column)
 
 
 def _syntax_diagnostic(
