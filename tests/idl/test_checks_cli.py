@@ -80,6 +80,7 @@ def validate(value: Any, schema: dict[str, Any], where: str = "$") -> None:
 def test_validator_rejects_wrong_shapes() -> None:
     shape = documented_shape()
     validate({"version": 1, "diagnostics": []}, shape)
+    bad: dict[str, Any]
     for bad in (
         {"diagnostics": []},
         {"version": 2, "diagnostics": []},
