@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rpcnet_idl.checker import CODES
 from rpcnet_idl.diagnostics import Severity
@@ -121,3 +123,59 @@ def test_warnings_do_not_make_a_load_fail() -> None:
         ("retry-after-dispatch", Severity.WARNING)
     ]
     assert result.ok
+
+
+_SPEC_LINES = (Path(__file__).parent / "schemas" / "compute.rpc").read_text().splitlines()
+_NOISE = [
+    "optional",
+    "list<int32>",
+    "map<Task,int32>",
+    "Task",
+    "Overloaded",
+    "ComputeService",
+    "stream",
+    "-5",
+    "99999999999999999999",
+    "acme.common.v1.Nope",
+    "reserved 1 to 0;",
+    "@retry(on=[Task, 1], backoff=Task..1, multiplier=true)",
+    "@hedge(after=1, non_fatal=OK)",
+    "@idempotent(key=[a])",
+    "@status",
+    "@timeout(per_attempt=1s)",
+    "@x(1..2..3)",
+    "}",
+    ";",
+]
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, len(_SPEC_LINES) - 1),
+            st.integers(0, 8),
+            st.sampled_from(_NOISE),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_mutated_schemas_give_diagnostics_never_exceptions(
+    edits: list[tuple[int, int, str, bool]],
+) -> None:
+    lines = list(_SPEC_LINES)
+    for line, position, word, replace in edits:
+        words = lines[line].split(" ")
+        index = min(position, len(words) - 1)
+        if replace:
+            words[index] = word
+        else:
+            words.insert(index, word)
+        lines[line] = " ".join(words)
+    files = {"common.rpc": "package acme.common.v1;\nmessage Money { int64 units = 1; }\n"}
+    result = load_text("\n".join(lines), "compute.rpc", files)
+    for d in result.diagnostics:
+        assert d.code in CODES
+        assert d.span.line >= 1 and d.span.column >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpcnet_idl import ast
@@ -261,6 +261,7 @@ def test_an_empty_schema_has_only_a_package() -> None:
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@settings(derandomize=True, deadline=None)
 @given(
     whole=st.integers(min_value=0, max_value=10**6),
     fraction=st.one_of(st.none(), st.integers(min_value=0, max_value=999)),

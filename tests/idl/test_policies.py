@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpcnet_idl import ast
@@ -137,6 +137,7 @@ def test_hedge_non_fatal_statuses() -> None:
     assert _policies(text)["A"].hedge == HedgeSpec(3, 0.0, ("UNAVAILABLE", "INTERNAL"))
 
 
+@settings(derandomize=True, deadline=None)
 @given(
     total_ms=st.integers(min_value=1, max_value=10**7),
     attempt_ms=st.integers(min_value=1, max_value=10**7),
