@@ -6,7 +6,7 @@ import itertools
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpcnet_runtime.policies import RetryThrottle, backoff_bound, backoff_delays
@@ -33,6 +33,7 @@ def test_delays_are_uniform_draws_under_the_bound() -> None:
     assert delays == expected
 
 
+@settings(derandomize=True, deadline=None)
 @given(
     seed=st.integers(0, 2**32),
     initial=st.floats(0.001, 2.0),
@@ -82,6 +83,7 @@ def test_throttle_ratio_keeps_three_decimals() -> None:
     assert throttle.milli_tokens == 10 * 12  # 0.0125 keeps three decimals: 12 milli-tokens
 
 
+@settings(derandomize=True, deadline=None)
 @given(st.lists(st.booleans(), max_size=300))
 def test_throttle_matches_a_reference_model(outcomes: list[bool]) -> None:
     throttle = RetryThrottle(max_tokens=10, token_ratio=0.1)
