@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rpcnet_idl.breaking import compare
 from rpcnet_idl.breaking_rules import BREAKING_RULES
 from rpcnet_idl.checks_cli import main
+from rpcnet_idl.loader import load_text
 
 HEAD = "package p.v1;\n"
 MSG = "message M { string a = 1; int32 b = 2; }\n"
@@ -450,3 +454,60 @@ def test_missing_against(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert code == 2 and "no such file or directory" in err
     code, _, err = run(["breaking", "a.rpc"])
     assert code == 2 and "--against" in err
+
+
+# --- properties -----------------------------------------------------------------------------
+
+SCALARS = ["bool", "int32", "int64", "uint32", "uint64", "float64", "string", "bytes"]
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> list[tuple[int, str, str, bool]]:
+    """Fields (number, name, type, optional) of a message."""
+    numbers = draw(st.lists(st.integers(1, 60), min_size=1, max_size=6, unique=True))
+    fields = []
+    for index, number in enumerate(numbers):
+        scalar = draw(st.sampled_from(SCALARS))
+        kind = draw(st.sampled_from(["plain", "optional", "list", "map"]))
+        type_text = {"list": f"list<{scalar}>", "map": f"map<string, {scalar}>"}.get(kind, scalar)
+        fields.append((number, f"f{index}", type_text, kind == "optional"))
+    return fields
+
+
+def render(fields: list[tuple[int, str, str, bool]], reserved: tuple[int, ...] = ()) -> str:
+    body = " ".join(
+        f"{'optional ' if optional else ''}{type_text} {name} = {number};"
+        for number, name, type_text, optional in fields
+    )
+    if reserved:
+        body += f" reserved {', '.join(map(str, reserved))};"
+    return HEAD + f"message M {{ {body} }}\n"
+
+
+def diff_codes(old: str, new: str) -> list[str]:
+    old_result, new_result = load_text(old, "a.rpc"), load_text(new, "a.rpc")
+    assert old_result.ok and new_result.ok, (old_result.diagnostics, new_result.diagnostics)
+    return [f.code for f in compare(old_result.program, new_result.program)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(messages())
+def test_a_schema_does_not_break_itself(fields: list[tuple[int, str, str, bool]]) -> None:
+    assert diff_codes(render(fields), render(fields)) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(messages(), st.data())
+def test_deleting_a_field(fields: list[tuple[int, str, str, bool]], data: st.DataObject) -> None:
+    gone = data.draw(st.sampled_from(fields))
+    kept = [f for f in fields if f != gone]
+    assert diff_codes(render(fields), render(kept)) == ["FIELD_NO_DELETE"]
+    assert diff_codes(render(fields), render(kept, (gone[0],))) == ["FIELD_NO_DELETE_RESERVED"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(messages(), st.data())
+def test_renaming_a_field(fields: list[tuple[int, str, str, bool]], data: st.DataObject) -> None:
+    number = data.draw(st.sampled_from(fields))[0]
+    renamed = [(n, f"{x}_new" if n == number else x, t, o) for n, x, t, o in fields]
+    assert diff_codes(render(fields), render(renamed)) == ["FIELD_SAME_NAME"]
