@@ -264,6 +264,8 @@ def _check_retry(c: _Annotations) -> None:
     on = c.a.argument("on")
     if on is None:
         return
+    if isinstance(on, ast.ListValue) and not on.items:
+        c.bad(on.span, "on = [] retries nothing", "list statuses or error types, or drop @retry")
     for name in c.names(on, "on"):
         if name.name in STATUS_NAMES:
             c.status(name)

@@ -108,7 +108,12 @@ class LoadResult:
 
 
 _Reader = Callable[[str], "tuple[str, str] | None"]
-"""Display path -> (key, text), or None when there is no such file."""
+"""Display path -> (key, text), or None when there is no such file; `_Unreadable` when it
+exists but cannot be read."""
+
+
+class _Unreadable(Exception):
+    """A file that exists but cannot be read as UTF-8 text."""
 
 
 class _Loader:
@@ -122,13 +127,16 @@ class _Loader:
         self._failed: set[str] = set()
 
     def load_root(self, path: str) -> ast.Schema | None:
-        found = self._read(path)
-        if found is None:
-            self.diagnostics.append(
-                Diagnostic(path, ast.Span(1, 1, 1, 1), "missing-file", f"cannot read {path!r}")
-            )
-            return None
-        return self._load(path, *found, stack=[])
+        try:
+            found = self._read(path)
+        except _Unreadable as error:
+            message = f"cannot read {path!r}: {error}"
+        else:
+            if found is not None:
+                return self._load(path, *found, stack=[])
+            message = f"cannot find {path!r}"
+        self.diagnostics.append(Diagnostic(path, ast.Span(1, 1, 1, 1), "missing-file", message))
+        return None
 
     def _load(self, display: str, key: str, text: str, stack: list[str]) -> ast.Schema | None:
         if key in self.schemas:
@@ -163,7 +171,11 @@ class _Loader:
         candidates = [_join(posixpath.dirname(schema.path), imp.path)]
         candidates += [_join(d, imp.path) for d in self._include_dirs]
         for display in candidates:
-            found = self._read(display)
+            try:
+                found = self._read(display)
+            except _Unreadable as error:
+                report("missing-import", f"cannot read imported file {display!r}: {error}")
+                return
             if found is None:
                 continue
             target_key, text = found
@@ -195,12 +207,17 @@ def _join(directory: str, relative: str) -> str:
 
 def _disk_reader(path: str) -> tuple[str, str] | None:
     candidate = Path(path)
-    try:
-        if not candidate.is_file():
-            return None
-        return str(candidate.resolve()), candidate.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    if not candidate.is_file():
         return None
+    try:
+        data = candidate.read_bytes()
+    except OSError as error:
+        raise _Unreadable(error.strerror or type(error).__name__) from None
+    try:
+        return str(candidate.resolve()), data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise _Unreadable(f"not UTF-8 text (line {line})") from None
 
 
 def _finish(loader: _Loader, roots: list[ast.Schema]) -> LoadResult:

@@ -165,3 +165,23 @@ def test_imports_are_not_transitive() -> None:
     assert [d.code for d in result.diagnostics] == ["unknown-type"]
     order = result.program.roots[0]
     assert [s.path for s in result.program.imports_of(order)] == ["mid.rpc"]
+
+
+def test_unreadable_files_are_diagnostics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "latin1.rpc").write_bytes(b"package p.v1;\n// caf\xe9\n")
+    _write(tmp_path, {"a.rpc": _uses("latin1.rpc", "int32 x = 1;")})
+    monkeypatch.chdir(tmp_path)
+    root = load(["latin1.rpc"])
+    assert [(d.code, d.message) for d in root.diagnostics] == [
+        ("missing-file", "cannot read 'latin1.rpc': not UTF-8 text (line 2)")
+    ]
+    imported = load(["a.rpc"])
+    assert [(d.code, d.location, d.message) for d in imported.diagnostics] == [
+        (
+            "missing-import",
+            "a.rpc:2:1",
+            "cannot read imported file 'latin1.rpc': not UTF-8 text (line 2)",
+        )
+    ]
+    directory = load(["."])
+    assert [d.message for d in directory.diagnostics] == ["cannot find '.'"]
