@@ -99,11 +99,10 @@ def _from_file(
         )
     new_root = (cwd / roots[0]).resolve()
     old_root = path.resolve()
-    key_map = _rebase(old_root.parent, new_root.parent)
-    base_map = key_map
+    beside = _rebase(old_root.parent, new_root.parent)
 
     def exact(key: str) -> str:
-        return str(new_root) if key == str(old_root) else base_map(key)
+        return str(new_root) if key == str(old_root) else beside(key)
 
     return OldVersion(str(path), [str(path)], list(include_dirs), exact, lambda p: p)
 
@@ -144,29 +143,36 @@ def _check_ref(ref: str, cwd: Path) -> str:
 
 
 def _read_blobs(commit: str, cwd: Path) -> dict[str, bytes]:
-    listing = _git(["ls-tree", "-r", "-z", "--full-tree", commit], cwd)
+    """Every ``.rpc`` blob of `commit`, by path from the repository root (sizes bounded)."""
+    listing = _git(["ls-tree", "-r", "-l", "-z", "--full-tree", commit], cwd)
     if listing.returncode != 0:
         raise SourceError(f"git ls-tree {commit} failed: {listing.stderr.decode().strip()}")
     wanted: dict[str, str] = {}
+    total = 0
     for entry in listing.stdout.split(b"\0"):
-        if not entry:
-            continue
         meta, _, raw_path = entry.partition(b"\t")
-        _, kind, oid = meta.decode().split()
+        fields = meta.decode().split()
         path = raw_path.decode("utf-8", "surrogateescape")
-        if kind == "blob" and path.endswith(".rpc"):
-            wanted[path] = oid
-    if len(wanted) > MAX_GIT_FILES:
-        raise SourceError(f"{commit} has {len(wanted)} .rpc files, more than {MAX_GIT_FILES}")
+        if len(fields) != 4 or fields[1] != "blob" or not path.endswith(".rpc"):
+            continue
+        wanted[path] = fields[2]
+        total += int(fields[3])
+    if len(wanted) > MAX_GIT_FILES or total > MAX_GIT_BYTES:
+        raise SourceError(
+            f"{commit} holds {len(wanted)} .rpc files of {total} bytes, more than the limit of "
+            f"{MAX_GIT_FILES} files or {MAX_GIT_BYTES} bytes"
+        )
     batch = _git(["cat-file", "--batch"], cwd, "".join(f"{o}\n" for o in wanted.values()).encode())
     if batch.returncode != 0:
         raise SourceError(f"git cat-file failed: {batch.stderr.decode().strip()}")
-    out, data, at = {}, batch.stdout, 0
+    out: dict[str, bytes] = {}
+    data, at = batch.stdout, 0
     for path in wanted:
         end = data.index(b"\n", at)
-        size = int(data[at:end].split()[2])
-        if size > MAX_GIT_BYTES:
-            raise SourceError(f"{path} at {commit} is larger than {MAX_GIT_BYTES} bytes")
+        header = data[at:end].split()
+        if len(header) != 3:
+            raise SourceError(f"git cat-file could not read {path} at {commit}")
+        size = int(header[2])
         out[path] = data[end + 1 : end + 1 + size]
         at = end + 1 + size + 1
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rpcnet_idl.checks_cli import main
+from rpcnet_idl import sources
 from rpcnet_idl.sources import SourceError, open_old
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -149,3 +150,17 @@ def test_paths_outside_the_repository(tmp_path: Path) -> None:
         open_old("git:HEAD", [str(tmp_path / "outside.rpc")], cwd=repo),
     ):
         pass
+
+
+def test_reading_a_commit_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setattr(sources, "MAX_GIT_BYTES", len(OLD) + len(SHARED) - 1)
+    with (
+        pytest.raises(SourceError, match="more than the limit"),
+        open_old("git:HEAD", ["schemas/a.rpc"], cwd=repo),
+    ):
+        pass
+    monkeypatch.setattr(sources, "MAX_GIT_BYTES", len(OLD) + len(SHARED))
+    with open_old("git:HEAD", ["schemas/a.rpc"], cwd=repo) as old:
+        assert [Path(p).read_text() for p in old.roots] == [OLD]
+        assert old.display(old.roots[0]) == "HEAD:schemas/a.rpc"
