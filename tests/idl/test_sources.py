@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rpcnet_idl.checks_cli import main
 from rpcnet_idl import sources
+from rpcnet_idl.checks_cli import main
 from rpcnet_idl.sources import SourceError, open_old
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
