@@ -61,6 +61,9 @@ class MetricFamily:
         if len(set(self.labelnames)) != len(self.labelnames):
             raise ValueError(f"duplicate label names for {name}")
         self._values: dict[LabelValues, float] = {}
+        self.max_series = _MAX_SERIES
+        """Series kept at most; further label combinations are counted in `dropped_series`."""
+        self.dropped_series = 0
         if not self.labelnames:
             self._values[()] = 0.0
 
@@ -69,10 +72,16 @@ class MetricFamily:
             raise ValueError(
                 f"{self.name} takes labels {list(self.labelnames)}, got {sorted(labels)}"
             )
-        key = tuple(str(labels[n]) for n in self.labelnames)
-        if key not in self._values and len(self._values) >= _MAX_SERIES:
-            raise ValueError(f"{self.name}: more than {_MAX_SERIES} label combinations")
-        return key
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def _add(self, labels: Mapping[str, str], amount: float) -> None:
+        key = self._key(labels)
+        if key in self._values:
+            self._values[key] += amount
+        elif len(self._values) < self.max_series:
+            self._values[key] = amount
+        else:
+            self.dropped_series += 1  # bounded memory: a new series past the cap is not kept
 
     def value(self, **labels: str) -> float:
         """The current value of one series (0 if it was never touched)."""
@@ -84,9 +93,21 @@ class MetricFamily:
             (dict(zip(self.labelnames, k, strict=True)), v) for k, v in sorted(self._values.items())
         ]
 
-    def remove(self, **labels: str) -> None:
-        """Drop one series (a worker that left, say)."""
-        self._values.pop(self._key(labels), None)
+    def remove(self, **labels: str) -> int:
+        """Drop every series whose labels include `labels` (a worker that left, say);
+        returns how many were dropped."""
+        unknown = set(labels) - set(self.labelnames)
+        if unknown:
+            raise ValueError(f"{self.name} has no labels {sorted(unknown)}")
+        if not self.labelnames:
+            return 0  # the one unlabelled series is never dropped
+        index = {n: i for i, n in enumerate(self.labelnames)}
+        doomed = [
+            key for key in self._values if all(key[index[n]] == str(v) for n, v in labels.items())
+        ]
+        for key in doomed:
+            del self._values[key]
+        return len(doomed)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, series={len(self._values)})"
@@ -100,8 +121,7 @@ class Counter(MetricFamily):
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0 or not math.isfinite(amount):
             raise ValueError(f"a counter only goes up, got {amount!r}")
-        key = self._key(labels)
-        self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(labels, amount)
 
 
 class Gauge(MetricFamily):
@@ -110,11 +130,13 @@ class Gauge(MetricFamily):
     kind = "gauge"
 
     def set(self, value: float, **labels: str) -> None:
-        self._values[self._key(labels)] = float(value)
+        key = self._key(labels)
+        self._add(labels, 0.0)
+        if key in self._values:
+            self._values[key] = float(value)
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = self._key(labels)
-        self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(labels, amount)
 
     def dec(self, amount: float = 1.0, **labels: str) -> None:
         self.inc(-amount, **labels)
@@ -290,6 +312,16 @@ class ClusterMetrics:
             self.partition_active.set(1)
         elif isinstance(event, PartitionHealed):
             self.partition_active.set(0)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Drop the per-worker series of a worker that left the cluster."""
+        for family in (
+            self.calls_in_flight,
+            self.worker_calls,
+            self.breaker_openings,
+            self.outlier_ejections,
+        ):
+            family.remove(worker=worker_id)
 
     def set_health_counts(self, healthy: int, degraded: int, failed: int) -> None:
         self.healthy_nodes.set(healthy)

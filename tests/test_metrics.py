@@ -133,3 +133,26 @@ def test_exposition_falls_back_without_prometheus_client() -> None:
     if importlib.util.find_spec("prometheus_client") is None:
         assert r.exposition() == r.exposition(use_prometheus_client=False)
     assert "x 1.0" in r.exposition()
+
+
+def test_remove_by_partial_labels() -> None:
+    r = MetricsRegistry()
+    c = r.counter("calls_total", "Calls.", ["worker", "outcome"])
+    c.inc(worker="a", outcome="ok")
+    c.inc(worker="a", outcome="failed")
+    c.inc(worker="b", outcome="ok")
+    assert c.remove(worker="a") == 2
+    assert r.snapshot()["calls_total"] == {"worker=b,outcome=ok": 1}
+    with pytest.raises(ValueError, match="no labels"):
+        c.remove(zone="x")
+
+
+def test_series_are_bounded() -> None:
+    r = MetricsRegistry()
+    g = r.gauge("g", "G.", ["k"])
+    g.max_series = 3
+    for i in range(5):
+        g.set(i, k=str(i))
+    g.set(7, k="0")  # existing series still update
+    assert r.snapshot()["g"] == {"k=0": 7, "k=1": 1, "k=2": 2}
+    assert g.dropped_series == 2

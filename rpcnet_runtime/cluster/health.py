@@ -212,6 +212,7 @@ class OutlierDetector:
     def __init__(self, config: OutlierConfig | None = None) -> None:
         self.config = config or OutlierConfig()
         self._workers: dict[str, _Outlier] = {}
+        self._next_release: float | None = None
         self.ejections = 0
         """Ejections carried out."""
         self.refused = 0
@@ -240,6 +241,8 @@ class OutlierDetector:
         period = min(self.config.base_ejection * (state.level + 1), self.config.max_ejection)
         state.level += 1
         state.ejected_until = now + period
+        if self._next_release is None or state.ejected_until < self._next_release:
+            self._next_release = state.ejected_until
         state.consecutive = 0
         self.ejections += 1
         return True
@@ -276,11 +279,14 @@ class OutlierDetector:
         state.level = max(0, state.level - quiet)
 
     def _release(self, now: float) -> None:
+        if self._next_release is None or now < self._next_release:
+            return  # the common case costs one comparison
         for state in self._workers.values():
             if state.ejected_until is not None and now >= state.ejected_until:
                 state.returned_at = state.ejected_until
                 state.ejected_until = None
                 state.consecutive = 0
+        self._next_release = self.next_deadline()
 
     def __repr__(self) -> str:
         ejected = sorted(w for w, s in self._workers.items() if s.ejected_until is not None)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -72,6 +74,7 @@ __all__ = [
 ]
 
 _ROUTABLE = (MemberState.ALIVE, MemberState.SUSPECT)
+_log = logging.getLogger(__name__)
 
 
 class MembershipView(Protocol):
@@ -215,7 +218,7 @@ class WorkerTable:
         if self._entries.pop(worker_id, None) is not None:
             self.outliers.forget(worker_id)
             if self.metrics is not None:
-                self.metrics.calls_in_flight.remove(worker=worker_id)
+                self.metrics.forget_worker(worker_id)
 
     # -- call accounting -------------------------------------------------------------------------
 
@@ -414,6 +417,9 @@ class WorkerRegistry:
         ``time.monotonic``, the clock asyncio's loop reads).
     :param phi: optional ``phi(worker_id) -> float`` read when a worker's health is assessed
         (the membership's failure detector); `set_phi` pushes values instead.
+    :param resync_interval: a query re-reads ``membership.members()`` when the last full read is
+        older than this many seconds, which picks up states no event reports (SUSPECT) and
+        repairs any gap; None turns it off.
 
     Following the membership starts at once when constructed inside a running event loop,
     otherwise on `start()`; `aclose()` stops it. The remaining keyword arguments configure the
@@ -433,6 +439,7 @@ class WorkerRegistry:
         breaker: BreakerConfig | None = None,
         latency_decay: float = 10.0,
         metrics: ClusterMetrics | None = None,
+        resync_interval: float | None = 1.0,
     ) -> None:
         self._membership = membership
         self.table = WorkerTable(
@@ -446,9 +453,13 @@ class WorkerRegistry:
         else:
             self._now = clock
         self._phi = phi
+        self._resync_interval = resync_interval
         self._task: asyncio.Task[None] | None = None
         self._subscription: AsyncIterator[ClusterEvent] | None = None
-        self.table.sync(membership.members())
+        self._synced_at = -math.inf
+        self.follow_error: Exception | None = None
+        """Why following membership stopped, if it failed (it is also logged)."""
+        self._sync()
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop()
             self.start()
@@ -461,7 +472,7 @@ class WorkerRegistry:
             return
         loop = asyncio.get_running_loop()
         self._subscription = self._membership.subscribe()
-        self.table.sync(self._membership.members())  # nothing is missed between the two
+        self._sync()  # after subscribing, so that nothing is missed between the two
         self._task = loop.create_task(self._follow(self._subscription), name="WorkerRegistry")
 
     @property
@@ -488,12 +499,20 @@ class WorkerRegistry:
         await self.aclose()
 
     async def _follow(self, subscription: AsyncIterator[ClusterEvent]) -> None:
-        async for event in subscription:
-            if isinstance(event, EventsDropped):
-                self.table.sync(self._membership.members())
-            else:
-                self.table.apply(event)
-            self.table.update_metrics(self._now())
+        try:
+            async for event in subscription:
+                if isinstance(event, EventsDropped):
+                    self._sync()
+                else:
+                    self.table.apply(event)
+                self.table.update_metrics(self._now())
+        except Exception as exc:  # a broken subscription must not go unnoticed
+            _log.exception("WorkerRegistry stopped following membership")
+            self.follow_error = exc
+
+    def _sync(self) -> None:
+        self.table.sync(self._membership.members())
+        self._synced_at = self._now()
 
     def apply(self, event: ClusterEvent) -> None:
         """Apply one event by hand (when not following a subscription)."""
@@ -505,23 +524,23 @@ class WorkerRegistry:
         self, tags: Mapping[str, str] | None = None, *, exclude: Iterable[str] = ()
     ) -> Worker:
         """A worker for the next call; raises `NoWorkersAvailable` (UNAVAILABLE) when none fit."""
-        now = self._refresh_phi()
+        now = self._refresh()
         return self.table.select(tags, exclude=exclude, now=now)
 
     def workers(self, tags: Mapping[str, str] | None = None) -> list[Worker]:
         """Every known worker matching `tags`, failed ones included, sorted by id."""
-        now = self._refresh_phi()
+        now = self._refresh()
         self.table.update_metrics(now)
         return self.table.workers(tags, now=now)
 
     def worker(self, worker_id: str) -> Worker | None:
-        return self.table.snapshot(worker_id, self._refresh_phi())
+        return self.table.snapshot(worker_id, self._refresh())
 
     def order_for_key(
         self, key: str, tags: Mapping[str, str] | None = None, *, exclude: Iterable[str] = ()
     ) -> list[Worker]:
         """The workers one logical call with idempotency key `key` tries, in order."""
-        now = self._refresh_phi()
+        now = self._refresh()
         return self.table.order_for_key(key, tags, exclude=exclude, now=now)
 
     def begin_call(self, worker_id: str) -> bool:
@@ -543,11 +562,15 @@ class WorkerRegistry:
     def strategy(self) -> LoadBalancer:
         return self.table.strategy
 
-    def _refresh_phi(self) -> float:
+    def _refresh(self) -> float:
+        now = self._now()
+        interval = self._resync_interval
+        if interval is not None and now - self._synced_at >= interval:
+            self._sync()
         if self._phi is not None:
             for worker_id in list(self.table._entries):
                 self.table.set_phi(worker_id, self._phi(worker_id))
-        return self._now()
+        return now
 
     def __repr__(self) -> str:
         counts = self.table.health_counts(self._now())

@@ -382,3 +382,52 @@ def test_metrics_follow_events_and_calls() -> None:
         "worker=w1,outcome=failure": 2,
         "worker=w2,outcome=shed": 1,
     }
+
+
+def test_periodic_resync_picks_up_suspects() -> None:
+    registry, membership, clock = make(3)
+    membership.list[1] = member(1, MemberState.SUSPECT)
+    assert registry.worker("w1").is_healthy  # type: ignore[union-attr]  # not re-read yet
+    clock.t += 1.0
+    w1 = registry.worker("w1")
+    assert w1 is not None and w1.is_degraded and w1.health.reason == "member suspect"
+    assert registry.order_for_key("k")[-1].id == "w1"
+
+
+def test_resync_can_be_turned_off() -> None:
+    registry, membership, clock = make(2, resync_interval=None)
+    membership.list = []
+    clock.t += 100.0
+    assert len(registry.workers()) == 2
+
+
+async def test_a_broken_subscription_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(FakeMembership):
+        def subscribe(self) -> AsyncIterator[ClusterEvent]:
+            async def gen() -> AsyncIterator[ClusterEvent]:
+                raise OSError("transport gone")
+                yield NodeJoined(member(0))  # pragma: no cover
+
+            return gen()
+
+    registry = WorkerRegistry(Broken([member(0)]), rng=random.Random(0))
+    task = registry._task
+    assert task is not None
+    await task
+    assert not registry.following
+    assert isinstance(registry.follow_error, OSError)
+    assert "stopped following membership" in caplog.text
+    assert registry.select_worker().id == "w0"  # the last view still answers
+    await registry.aclose()
+
+
+def test_leaving_worker_drops_its_metric_series() -> None:
+    metrics = ClusterMetrics()
+    registry, membership, _ = make(2, metrics=metrics)
+    assert registry.begin_call("w1")
+    registry.end_call("w1", 0.1, "success")
+    membership.list = [member(0)]
+    registry.apply(NodeLeft(member(1)))
+    snap = metrics.snapshot()
+    assert snap["rpcnet_cluster_worker_calls_total"] == {}
+    assert snap["rpcnet_cluster_node_leaves_total"] == 1
