@@ -4,14 +4,15 @@ Types and services are matched by fully qualified name, fields and enum values b
 methods by name (all three are what the wire carries). The rules, their categories and what
 each `--level` fails on are in `breaking_rules`.
 
-A declaration of the old version counts as deleted only when its file (by the same relative
-path) or its package is still part of the new load; a file that simply was not named or
-imported this time is not compared.
+A declaration missing from the new version counts as deleted when its file (by the same
+relative path) is part of the new load, or no longer exists; a file that still exists but was
+not named or imported this time is not compared.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import PurePath
 
@@ -76,15 +77,15 @@ def compare(
             diff.packages.setdefault(old_root.package, new_root.package)
 
     for fqn, symbol in old.symbols.items():
-        counterpart = new.schemas.get(key_map(old.key_of(symbol.schema)))
-        new_fqn = diff.translate(fqn)
-        if counterpart is None and new_fqn.rpartition(".")[0] not in new_packages:
-            continue
-        found = new.symbols.get(new_fqn)
-        if found is None:
-            _report_deleted(diff, symbol, counterpart)
-        else:
+        found = new.symbols.get(diff.translate(fqn))
+        if found is not None:
             _compare_symbol(diff, symbol, found)
+            continue
+        new_key = key_map(old.key_of(symbol.schema))
+        counterpart = new.schemas.get(new_key)
+        if counterpart is None and os.path.exists(new_key):
+            continue  # the file is still there but not part of this load: not compared
+        _report_deleted(diff, symbol, counterpart)
     diff.findings.sort(key=lambda f: (f.path, f.span.line, f.span.column, f.code))
     return diff.findings
 

@@ -511,3 +511,21 @@ def test_renaming_a_field(fields: list[tuple[int, str, str, bool]], data: st.Dat
     number = data.draw(st.sampled_from(fields))[0]
     renamed = [(n, f"{x}_new" if n == number else x, t, o) for n, x, t, o in fields]
     assert diff_codes(render(fields), render(renamed)) == ["FIELD_SAME_NAME"]
+
+
+def test_deleted_file_and_file_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    imported = HEAD + 'import "b.rpc";\nmessage M { string a = 1; }\n'
+    _write(tmp_path / "old", imported, {"b.rpc": HEAD + "message Gone { string x = 1; }\n"})
+    _write(tmp_path, HEAD + "message M { string a = 1; }\n", {})
+    monkeypatch.chdir(tmp_path)
+    # b.rpc was deleted: its types are gone, shown at their old place
+    code, out, _ = run(["breaking", "a.rpc", "--against", "old", "--format", "json"])
+    (item,) = json.loads(out)["diagnostics"]
+    assert (code, item["code"], item["path"]) == (1, "MESSAGE_NO_DELETE", "old/b.rpc")
+    # b.rpc still exists but a.rpc no longer imports it: not part of this comparison
+    (tmp_path / "b.rpc").write_text(HEAD)
+    assert run(["breaking", "a.rpc", "--against", "old"])[:2] == (0, "")
+    # named on the command line, it is compared
+    code, out, _ = run(["breaking", "a.rpc", "b.rpc", "--against", "old", "--format", "json"])
+    (item,) = json.loads(out)["diagnostics"]
+    assert (code, item["code"], item["path"]) == (1, "MESSAGE_NO_DELETE", "b.rpc")
