@@ -119,6 +119,21 @@ class Worker:
     def is_degraded(self) -> bool:
         return self.health.state is HealthState.DEGRADED
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields, for a status view (phi infinity becomes None)."""
+        return {
+            "id": self.id,
+            "address": self.address,
+            "tags": dict(self.tags),
+            "state": self.state.value,
+            "health": self.health.state.value,
+            "reason": self.health.reason,
+            "phi": self.phi if math.isfinite(self.phi) else None,
+            "in_flight": self.in_flight,
+            "latency_ewma": self.latency_ewma,
+            "breaker": self.breaker.value,
+        }
+
     def __repr__(self) -> str:
         latency = "-" if self.latency_ewma is None else f"{self.latency_ewma * 1000:.1f}ms"
         tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))

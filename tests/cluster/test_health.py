@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rpcnet_runtime.cluster.health import (
     ErrorWindow,
@@ -208,3 +210,24 @@ def test_outlier_config_is_validated() -> None:
         OutlierConfig(base_ejection=10, max_ejection=5)
     with pytest.raises(ValueError):
         OutlierConfig(max_ejection_percent=150)
+
+
+@given(
+    workers=st.integers(min_value=1, max_value=6),
+    percent=st.sampled_from([0.0, 10.0, 34.0, 50.0, 100.0]),
+    steps=st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.floats(0.0, 20.0)), max_size=120),
+)
+def test_ejection_bounds_hold_for_any_history(
+    workers: int, percent: float, steps: list[tuple[int, bool, float]]
+) -> None:
+    d = detector(workers, consecutive_failures=2, base_ejection=5.0, max_ejection_percent=percent)
+    now = 0.0
+    for index, failed, dt in steps:
+        now += dt
+        d.record(f"w{index % workers}", failed=failed, now=now)
+        ejected = d.ejected(now)
+        assert len(ejected) < workers  # never empties the cluster
+        assert len(ejected) * 100 <= percent * workers
+        for wid in ejected:
+            until = d.ejected_until(wid)
+            assert until is not None and now < until <= now + 300.0

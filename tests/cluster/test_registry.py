@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rpcnet_runtime.cluster.health import HealthState, OutlierConfig
+from rpcnet_runtime.cluster.health import CallOutcome, HealthState, OutlierConfig
 from rpcnet_runtime.cluster.registry import NoWorkersAvailable, WorkerRegistry, WorkerTable
 from rpcnet_runtime.cluster.subscriptions import EventHub
 from rpcnet_runtime.cluster.types import (
@@ -357,7 +360,12 @@ def test_worker_repr_is_informative() -> None:
                  "breaker=closed", "role=worker"):  # fmt: skip
         assert part in text
     assert "strategy='least_connections'" in repr(registry)
-    assert "healthy=1" in repr(registry)
+    registry.set_phi("w0", float("inf"))
+    fields = registry.worker("w0").to_dict()  # type: ignore[union-attr]
+    assert json.loads(json.dumps(fields)) == fields
+    assert fields["phi"] is None and fields["health"] == "failed" and fields["in_flight"] == 1
+    assert fields["tags"] == {"role": "worker"} and fields["breaker"] == "closed"
+    assert "failed=1" in repr(registry)
 
 
 def test_metrics_follow_events_and_calls() -> None:
@@ -431,3 +439,50 @@ def test_leaving_worker_drops_its_metric_series() -> None:
     snap = metrics.snapshot()
     assert snap["rpcnet_cluster_worker_calls_total"] == {}
     assert snap["rpcnet_cluster_node_leaves_total"] == 1
+
+
+_EVENTS = st.sampled_from([NodeJoined, NodeFailed, NodeRecovered, NodeLeft])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strategy=st.sampled_from(["round_robin", "random", "least_connections", "p2c"]),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("event"), _EVENTS, st.integers(0, 4)),
+            st.tuples(st.just("call"), st.sampled_from(list(CallOutcome)), st.integers(0, 4)),
+            st.tuples(st.just("tick"), st.just(None), st.integers(0, 40)),
+        ),
+        max_size=60,
+    ),
+    exclude=st.frozensets(st.sampled_from([f"w{i}" for i in range(5)]), max_size=3),
+)
+def test_selection_invariants(
+    strategy: str, steps: list[tuple[str, object, int]], exclude: frozenset[str]
+) -> None:
+    registry, _, clock = make(3, strategy, resync_interval=None)
+    for kind, what, n in steps:
+        if kind == "event":
+            registry.apply(what(member(n)))  # type: ignore[operator]
+        elif kind == "call" and registry.begin_call(f"w{n}"):
+            registry.end_call(f"w{n}", n / 10, what)  # type: ignore[arg-type]
+        else:
+            clock.t += n / 4
+        workers = registry.workers()
+        fit = [w for w in workers if w.id not in exclude and w.state in _LIVE]
+        usable = [w for w in fit if w.health.state is not HealthState.FAILED]
+        try:
+            chosen = registry.select_worker(exclude=exclude)
+        except NoWorkersAvailable:
+            assert not usable
+        else:
+            assert chosen.id in {w.id for w in usable}
+            healthy = [w for w in usable if w.is_healthy]
+            if healthy:
+                assert chosen.is_healthy or chosen.breaker is BreakerState.HALF_OPEN
+        order = registry.order_for_key("key", exclude=exclude)
+        assert sorted(w.id for w in order) == sorted(w.id for w in usable)
+        assert all(w.in_flight >= 0 for w in workers)
+
+
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
