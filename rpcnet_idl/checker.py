@@ -23,6 +23,7 @@ from . import ast
 from .checker_annotations import check_annotations
 from .checker_types import check_field_type, check_service
 from .diagnostics import Diagnostic, Severity
+from .parser import INT32_MAX, MAX_FIELD_NUMBER
 
 if TYPE_CHECKING:
     from .loader import Program, Symbol
@@ -68,8 +69,7 @@ CODES = frozenset(
 )
 """Every diagnostic code `load` can report: stable ids for tools and docs."""
 
-MAX_FIELD_NUMBER = (1 << 29) - 1
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+INT32_MIN = -(1 << 31)
 
 
 class Context:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
-from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
 from lark import Lark, Token, Transformer, v_args
@@ -23,7 +21,12 @@ from . import ast, resources
 from .diagnostics import Diagnostic, IdlError
 from .syntax_examples import describe_syntax_error
 
-__all__ = ["parse", "parse_duration"]
+__all__ = ["INT32_MAX", "MAX_FIELD_NUMBER", "parse", "parse_duration"]
+
+MAX_FIELD_NUMBER = (1 << 29) - 1
+"""The largest field number; ``reserved N to max`` in a message reserves up to it."""
+INT32_MAX = (1 << 31) - 1
+"""The largest enum value; ``reserved N to max`` in an enum reserves up to it."""
 
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"(-?[0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)")
@@ -65,6 +68,23 @@ def _unquote(token: Token) -> str:
     return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(1)), body)
 
 
+_MAX = -(1 << 64)
+"""Stands for ``max`` in a reserved range until the declaration's kind gives its value."""
+
+
+def _reserved(body: list[Any], maximum: int) -> tuple[ast.Reserved, ...]:
+    """The reserved entries among `body`, ``max`` replaced by `maximum`."""
+    return tuple(
+        ast.Reserved(
+            tuple((low, maximum if high == _MAX else high) for low, high in c.ranges),
+            c.names,
+            c.span,
+        )
+        for c in body
+        if isinstance(c, ast.Reserved)
+    )
+
+
 class _Dotted:
     """A dotted name and its span, before it becomes a type or a value."""
 
@@ -90,12 +110,6 @@ class _SchemaParts(NamedTuple):
     declarations: tuple[ast.Declaration, ...]
 
 
-_DOCS: ContextVar[Mapping[tuple[int, int], str]] = ContextVar(
-    "rpcnet_idl_docs", default=MappingProxyType({})
-)
-"""Doc comments of the text being parsed, by the position of the token they document."""
-
-
 class _Header:
     """The shared parts of a declaration: annotations, name token and the rest."""
 
@@ -110,8 +124,13 @@ class _Header:
 class _ToAst(Transformer[Token, Any]):
     """Builds AST nodes only; never raises for user errors (the checker reports those)."""
 
+    def __init__(self, docs: Mapping[tuple[int, int], str]) -> None:
+        super().__init__()
+        self._docs = docs
+        """Doc comments by the position of the token they document."""
+
     def _doc(self, meta: Any) -> str | None:
-        return _DOCS.get().get((meta.line, meta.column))
+        return self._docs.get((meta.line, meta.column))
 
     # -- names, types and values -----------------------------------------------------------
 
@@ -205,7 +224,7 @@ class _ToAst(Transformer[Token, Any]):
 
     def reserved_range(self, meta: Any, children: list[Token]) -> tuple[int, int]:
         high = children[1]
-        return (int(children[0]), ast_max_field_number() if high.type == "MAX" else int(high))
+        return (int(children[0]), _MAX if high.type == "MAX" else int(high))
 
     def reserved_name(self, meta: Any, children: list[Token]) -> str:
         return _unquote(children[0])
@@ -222,7 +241,7 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Enum(
             name=str(h.name),
             values=tuple(c for c in h.body if isinstance(c, ast.EnumValue)),
-            reserved=tuple(c for c in h.body if isinstance(c, ast.Reserved)),
+            reserved=_reserved(h.body, INT32_MAX),
             annotations=h.annotations,
             doc=self._doc(meta),
             span=_span(meta),
@@ -233,7 +252,7 @@ class _ToAst(Transformer[Token, Any]):
         h = _Header(children)
         return {
             "name": str(h.name),
-            "reserved": tuple(c for c in h.body if isinstance(c, ast.Reserved)),
+            "reserved": _reserved(h.body, MAX_FIELD_NUMBER),
             "annotations": h.annotations,
             "doc": self._doc(meta),
             "span": _span(meta),
@@ -307,11 +326,6 @@ class _ToAst(Transformer[Token, Any]):
 
     def import_decl(self, meta: Any, children: list[Token]) -> ast.Import:
         return ast.Import(_unquote(children[0]), _span(meta))
-
-
-def ast_max_field_number() -> int:
-    """The largest field number (2^29 - 1); ``reserved N to max`` reserves up to it."""
-    return (1 << 29) - 1
 
 
 _SCAN = re.compile(
@@ -388,15 +402,13 @@ def parse(text: str, path: str) -> ast.Schema:
 
     Raises `IdlError` with a single ``syntax`` diagnostic on malformed input.
     """
-    docs = _DOCS.set(_doc_comments(text))
     try:
-        schema = cast(_SchemaParts, _ToAst().transform(_lark().parse(text)))
+        tree = _lark().parse(text)
     except UnexpectedInput:
         error = _located_error(text)
         diagnostic = _syntax_diagnostic(error, text, path, _parse_only)
         raise IdlError([diagnostic]) from None
-    finally:
-        _DOCS.reset(docs)
+    schema = cast(_SchemaParts, _ToAst(_doc_comments(text)).transform(tree))
     return ast.Schema(
         path=path,
         package=schema.package.name,

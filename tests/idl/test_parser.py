@@ -245,6 +245,11 @@ def test_nested_containers_reserved_max_and_throws_lists() -> None:
     assert isinstance(grid, ast.MapType)
     assert isinstance(grid.value, ast.ListType) and isinstance(grid.value.element, ast.ListType)
     assert message.reserved[0].ranges == ((2, (1 << 29) - 1), (7, 7))
+    (enum,) = parse(
+        "package p.v1;\nenum E {\n  A = 0;\n  reserved 5 to max;\n}\n", "e.rpc"
+    ).declarations
+    assert isinstance(enum, ast.Enum)
+    assert enum.reserved[0].ranges == ((5, (1 << 31) - 1),)
     assert [t.name for t in service.methods[0].throws] == ["p.v1.E", "F"]
 
 
