@@ -32,7 +32,7 @@ from ..descriptors import MethodDescriptor, MethodPolicy
 from ..errors import RpcError, SchemaError
 from ..status import Status
 from .backoff import backoff_delays
-from .breaker import CircuitBreaker
+from .breaker import BreakerConfig, CircuitBreaker
 from .counters import PolicyCounters
 from .deadline import attempt_deadline, call_deadline, earliest, inherited_deadline
 from .hedging import HedgePlan, HedgeVerdict
@@ -111,14 +111,22 @@ class PolicyExecutor:
         breaker_for: Callable[[str], CircuitBreaker | None] | None = None,
         counters: PolicyCounters | None = None,
         inherit_deadline: bool = True,
+        default_timeout: float | None = None,
+        breaker_config: BreakerConfig | None = None,
     ) -> None:
         """
         :param throttle_for: the retry throttle of an endpoint (default: one `RetryThrottle`
             per endpoint); return None to disable throttling.
         :param breaker_for: the breaker of an endpoint (default: one `CircuitBreaker` per
-            endpoint); return None to disable it.
+            endpoint, configured by `breaker_config`); return None to disable it.
         :param inherit_deadline: take the running handler's deadline into account.
+        :param default_timeout: the channel's default deadline, in seconds, for methods whose
+            schema sets no ``@timeout`` (a call's ``timeout=`` still wins).
         """
+        if default_timeout is not None and default_timeout <= 0:
+            raise ValueError(f"default_timeout must be > 0, got {default_timeout}")
+        self.default_timeout = default_timeout
+        self.breaker_config = breaker_config
         self.clock = clock
         self.rng = rng or random.Random()
         self.counters = counters or PolicyCounters()
@@ -134,7 +142,9 @@ class PolicyExecutor:
     def _default_breaker(self, endpoint: str) -> CircuitBreaker:
         breaker = self._breakers.get(endpoint)
         if breaker is None:
-            breaker = CircuitBreaker(name=endpoint, listener=self.counters.on_breaker_transition)
+            breaker = CircuitBreaker(
+                self.breaker_config, name=endpoint, listener=self.counters.on_breaker_transition
+            )
             self._breakers[endpoint] = breaker
         return breaker
 
@@ -208,6 +218,8 @@ class _Call:
         self.x = executor
         self.clock = executor.clock
         self.counters = executor.counters
+        if policy.timeout is None and executor.default_timeout is not None:
+            policy = replace(policy, timeout=executor.default_timeout)
         self.policy = policy
         now = self.clock.now()
         inherited = inherited_deadline() if executor._inherit else None

@@ -455,3 +455,33 @@ async def test_on_the_real_loop_clock_deadline_and_hedge() -> None:
         await ex.unary(method(timeout=0.03), Req(), OPTS, hang)
     assert info.value.status is Status.DEADLINE_EXCEEDED
     assert clock.now() - start < 1.0
+
+
+async def test_channel_default_timeout_applies_only_without_a_schema_timeout() -> None:
+    clock = VirtualClock()
+    ex = executor(clock, default_timeout=3.0)
+    for m, options, expected in [
+        (method(), OPTS, 3.0),
+        (method(timeout=1.0), OPTS, 1.0),
+        (method(), CallOptions(timeout=0.5), 0.5),
+    ]:
+        backend = Backend(clock, ["ok"])
+        start = clock.now()
+        await clock.run(ex.unary(m, Req(), options, backend))
+        assert backend.specs[0].deadline == pytest.approx(start + expected)
+    with pytest.raises(ValueError):
+        executor(clock, default_timeout=0)
+
+
+async def test_default_breakers_use_the_given_config() -> None:
+    clock = VirtualClock()
+    ex = executor(clock, breaker_config=BreakerConfig(failure_threshold=1, failure_rate=None))
+    backend = Backend(clock, lambda n: RpcError(Status.UNAVAILABLE))
+    with pytest.raises(RpcError):
+        await clock.run(ex.unary(method(), Req(), OPTS, backend, endpoint="e1"))
+    with pytest.raises(RpcError) as info:
+        await clock.run(ex.unary(method(), Req(), OPTS, backend, endpoint="e1"))
+    assert info.value.not_processed and len(backend.specs) == 1
+    assert ex.counters.breaker_opened == 1
+    ok = Backend(clock, ["ok"])
+    assert await clock.run(ex.unary(method(), Req(), OPTS, ok, endpoint="e2")) == "ok"
