@@ -9,6 +9,7 @@ ref). Findings go to stdout in the chosen format; a one-line summary goes to std
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -170,7 +171,8 @@ def main(
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     try:
-        args = parser.parse_args(arguments)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse: usage errors and --help
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
     if args.list_rules:

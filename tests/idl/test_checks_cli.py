@@ -179,7 +179,10 @@ def test_lint_warnings_of_the_checker_do_not_fail(project: Path) -> None:
 
 def test_usage_errors(project: Path) -> None:
     assert run(["lint"])[0] == 2
-    assert run(["lint", "a.rpc", "--format", "xml"])[0] == 2
+    code, _, err = run(["lint", "a.rpc", "--format", "xml"])
+    assert code == 2 and "invalid choice: 'xml'" in err
+    code, out, _ = run(["breaking", "--help"])
+    assert code == 0 and "--against" in out
     assert run(["nothing"])[0] == 2
     assert run(["breaking", "a.rpc", "--against", "x", "--level", "bogus"])[0] == 2
 
