@@ -238,10 +238,13 @@ class WorkerTable:
     # -- call accounting -------------------------------------------------------------------------
 
     def begin_call(self, worker_id: str, now: float) -> bool:
-        """A call is about to go to `worker_id`: True (and counted in flight) if its breaker
-        admits it; False for an unknown worker or an open breaker (try the next one)."""
+        """A call is about to go to `worker_id`: True (and counted in flight) if it may go;
+        False for an unknown, failed or departed worker, or one whose breaker refuses it (open,
+        or its half-open trial slots taken): try the next worker."""
         entry = self._entries.get(worker_id)
-        if entry is None or not entry.breaker.allow(now):
+        if entry is None or entry.member.state not in _ROUTABLE:
+            return False
+        if not entry.breaker.allow(now):
             return False
         entry.in_flight += 1
         if self.metrics is not None:
@@ -254,14 +257,13 @@ class WorkerTable:
         """A call admitted by `begin_call` ended after `latency` seconds with `outcome`."""
         outcome = CallOutcome(outcome)
         entry = self._entries.get(worker_id)
-        if self.metrics is not None:
-            self.metrics.worker_calls.inc(worker=worker_id, outcome=outcome.value)
-            if outcome is CallOutcome.SHED:
-                self.metrics.shed.inc()
+        if self.metrics is not None and outcome is CallOutcome.SHED:
+            self.metrics.shed.inc()
         if entry is None:
             return  # the worker left while the call was in flight
         entry.in_flight = max(0, entry.in_flight - 1)
         if self.metrics is not None:
+            self.metrics.worker_calls.inc(worker=worker_id, outcome=outcome.value)
             self.metrics.calls_in_flight.set(entry.in_flight, worker=worker_id)
         if outcome in (CallOutcome.SHED, CallOutcome.CANCELLED):
             entry.breaker.release(now)  # busy or abandoned: neither success nor failure

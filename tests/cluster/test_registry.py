@@ -215,6 +215,17 @@ def test_unknown_worker_calls_are_ignored() -> None:
     registry.end_call("nope", 0.1, "failure")  # a worker that left mid-call: no error
 
 
+def test_failed_workers_are_refused_calls() -> None:
+    registry, _, _ = make(2)
+    assert registry.begin_call("w0")
+    registry.apply(NodeFailed(member(0)))
+    assert not registry.begin_call("w0")
+    registry.end_call("w0", 0.1, "failure")  # the call in flight ends
+    assert registry.worker("w0").in_flight == 0  # type: ignore[union-attr]
+    registry.apply(NodeRecovered(member(0)))
+    assert registry.begin_call("w0")
+
+
 # -- health, breaker, ejection --------------------------------------------------------------------
 
 
