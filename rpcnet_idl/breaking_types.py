@@ -158,7 +158,11 @@ def _compare_field(
             Place(old_schema, old.type.span),
             "add a field with a new number instead",
         )
-    nullable_anyway = diff.new_kind(new_shape) in (ast.Message, ast.Union)
+    nullable_anyway = new_shape == ("scalar", "timestamp") or diff.new_kind(new_shape) in (
+        ast.Message,
+        ast.Union,
+        ast.Error,
+    )
     if old.optional != new.optional and not nullable_anyway:
         change = "became optional" if new.optional else "is no longer optional"
         diff.report(
