@@ -129,6 +129,12 @@ CASES = [
         exit=COMPATIBLE,
     ),
     case(
+        "timestamp field became optional",
+        "message M { timestamp at = 1; }",
+        "message M { optional timestamp at = 1; }",
+        exit=COMPATIBLE,
+    ),
+    case(
         "field added", MSG, "message M { string a = 1; int32 b = 2; bool c = 3; }", exit=COMPATIBLE
     ),
     # types
