@@ -76,6 +76,16 @@ CATALOGUE: tuple[SyntaxExample, ...] = (
         ),
     ),
     SyntaxExample(
+        "method-body",
+        "a method has no body",
+        "end the method with ';' (rpc Name(Request) returns (Response);)",
+        "token",
+        (
+            _P + "service S {\n  rpc A(B) returns (C) {}\n}",
+            _P + "service S {\n  rpc A(B) returns (C) throws (E) {}\n}",
+        ),
+    ),
+    SyntaxExample(
         "nested-declaration",
         "missing '}' before this declaration",
         "declarations do not nest: close the previous one with '}' first",
@@ -256,47 +266,89 @@ def _match(error: UnexpectedInput, parse_fn: Callable[[str], object]) -> SyntaxE
     return candidate
 
 
+def _character_problem(error: UnexpectedCharacters, text: str) -> SyntaxProblem:
+    span = ast.Span(error.line, error.column, error.line, error.column + 1)
+    position = error.pos_in_stream or 0
+    char = text[position] if position < len(text) else ""
+    if char == '"':
+        return SyntaxProblem("unterminated string", "close the string with '\"'", span)
+    hint = "strings are written in double quotes" if char == "'" else None
+    return SyntaxProblem(f"unexpected character {char!r}", hint, span)
+
+
+def _habit_problem(
+    token: Token,
+    expected: frozenset[str],
+    previous: Token | None,
+    before: Token | None,
+    span: ast.Span,
+) -> SyntaxProblem | None:
+    """Mistakes that the parser state alone cannot tell apart, recognised by their tokens."""
+    if before is not None and before == "repeated" and "EQUAL" in expected:
+        return SyntaxProblem(
+            "'repeated' is not part of the language",
+            "a list field is written 'list<T> name = N;'",
+            _token_span(before),
+        )
+    if token == ";" and previous is not None and previous == "}":
+        return SyntaxProblem("no ';' after a declaration's '}'", None, span)
+    if token == "," and "SEMICOLON" in expected:
+        return SyntaxProblem("entries end with ';', not ','", None, span)
+    if token.type == "ANNOTATION_NAME" and "SEMICOLON" in expected:
+        return SyntaxProblem(
+            f"annotation '{token}' after the element it annotates",
+            "annotations go on their own, before the field, value, method or declaration",
+            span,
+        )
+    return None
+
+
+def _from_catalogue(
+    entry: SyntaxExample, error: UnexpectedInput, shown: str, span: ast.Span
+) -> SyntaxProblem:
+    previous: Token | None = getattr(error, "previous", None)
+    before: Token | None = getattr(error, "two_before", None)
+    if entry.anchor == "after_previous" and previous is not None:
+        span = _after(previous)
+    elif entry.anchor == "two_before" and before is not None:
+        span = _token_span(before)
+    hint = entry.hint
+    if entry.label == "unknown-keyword":
+        close = difflib.get_close_matches(shown, DECLARATION_KEYWORDS, n=1)
+        if close:
+            hint = f"did you mean '{close[0]}'?"
+    return SyntaxProblem(entry.message.replace("{token}", shown), hint, span)
+
+
 def describe_syntax_error(
     error: UnexpectedInput, text: str, parse_fn: Callable[[str], object], lark: Lark
 ) -> SyntaxProblem:
-    """A friendly message, hint and position for a Lark parse error on `text`."""
-    previous: Token | None = getattr(error, "previous", None)
-    if isinstance(error, UnexpectedCharacters):
-        span = ast.Span(error.line, error.column, error.line, error.column + 1)
-        position = error.pos_in_stream or 0
-        char = text[position] if position < len(text) else ""
-        hint = "strings are written in double quotes" if char == "'" else None
-        if char == '"':
-            return SyntaxProblem("unterminated string", "close the string with '\"'", span)
-        return SyntaxProblem(f"unexpected character {char!r}", hint, span)
+    """A friendly message, hint and position for a Lark parse error on `text`.
 
+    In order: bad characters; mistakes recognised by their tokens; the catalogue; a missing
+    ';' or '}' inferred from what was expected; else "unexpected X; expected Y".
+    """
+    if isinstance(error, UnexpectedCharacters):
+        return _character_problem(error, text)
+    previous: Token | None = getattr(error, "previous", None)
     token: Token = (
         error.token if isinstance(error, UnexpectedToken | UnexpectedEOF) else Token("$END", "")
     )
-    entry = _match(error, parse_fn)
+    expected = frozenset(getattr(error, "expected", None) or ())
     shown = "end of file" if token.type == "$END" else str(token)
     if token.type == "$END" or token.line is None:
-        token_span = _after(previous) if previous is not None else _eof_span(text)
+        span = _after(previous) if previous is not None else _eof_span(text)
     else:
-        token_span = _token_span(token)
+        span = _token_span(token)
+    habit = _habit_problem(token, expected, previous, getattr(error, "two_before", None), span)
+    if habit is not None:
+        return habit
+    entry = _match(error, parse_fn)
     if entry is not None:
-        span = token_span
-        if entry.anchor == "after_previous" and previous is not None:
-            span = _after(previous)
-        before: Token | None = getattr(error, "two_before", None)
-        if entry.anchor == "two_before" and before is not None:
-            span = _token_span(before)
-        hint = entry.hint
-        if entry.label == "unknown-keyword":
-            close = difflib.get_close_matches(shown, DECLARATION_KEYWORDS, n=1)
-            if close:
-                hint = f"did you mean '{close[0]}'?"
-        return SyntaxProblem(entry.message.replace("{token}", shown), hint, span)
-
-    expected = sorted(getattr(error, "expected", None) or ())
+        return _from_catalogue(entry, error, shown, span)
     if token.type == "$END" and "RBRACE" in expected:
         return SyntaxProblem(
-            "missing '}' at the end of the file", "every '{' needs a matching '}'", token_span
+            "missing '}' at the end of the file", "every '{' needs a matching '}'", span
         )
     ends_line = previous is not None and (
         token.type == "RBRACE" or (token.line or 0) > (previous.end_line or 0)
@@ -309,4 +361,4 @@ def describe_syntax_error(
         message += "; expected " + (
             wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
         )
-    return SyntaxProblem(message, None, token_span)
+    return SyntaxProblem(message, None, span)

@@ -54,6 +54,22 @@ CASES = [
     ),
     (P + "service S {\n  rpc A B returns (C);\n}\n", "expected '(' around the method's type", 3, 9),
     (P + "message M {\n  string id = 1; # note\n}\n", "unexpected character '#'", 3, 18),
+    (
+        P + "message M {\n  repeated string names = 1;\n}\n",
+        "'repeated' is not part of the language",
+        3,
+        3,
+    ),
+    (
+        P + "message M {\n  string a = 1 @deprecated;\n}\n",
+        "annotation '@deprecated' after the element it annotates",
+        3,
+        16,
+    ),
+    (P + "service S {\n  rpc A(B) returns (C) {}\n}\n", "a method has no body", 3, 24),
+    (P + "enum E {\n  A = 0,\n  B = 1;\n}\n", "entries end with ';', not ','", 3, 8),
+    (P + "message M {\n  string a = 1;\n};\n", "no ';' after a declaration's '}'", 4, 2),
+    (P + "enum E {\n  A = 0;\n};\nmessage M {}\n", "no ';' after a declaration's '}'", 4, 2),
     (P + 'import "unterminated;\n', "unterminated string", 2, 8),
 ]
 
