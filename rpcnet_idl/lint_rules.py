@@ -19,6 +19,7 @@ __all__ = [
     "Hit",
     "LintRule",
     "is_deprecated",
+    "kind_of",
     "named_types",
     "rule",
     "to_pascal",
