@@ -72,6 +72,23 @@ CODES = frozenset(
 INT32_MIN = -(1 << 31)
 
 
+TYPE_ALIASES = {
+    "int": "int32 or int64",
+    "uint": "uint32 or uint64",
+    "long": "int64",
+    "float": "float32 or float64",
+    "double": "float64",
+    "str": "string",
+    "boolean": "bool",
+    "datetime": "timestamp",
+    "timedelta": "duration",
+    "repeated": "list<T>",
+    "array": "list<T>",
+    "dict": "map<K, V>",
+}
+"""Type names from other languages and what to write instead."""
+
+
 class Context:
     """The program under check and the diagnostics found so far."""
 
@@ -135,8 +152,10 @@ class Context:
                 hint += f"; refer to it as {symbol.fqn}"
             if symbol.schema is not schema and symbol.schema not in self._imported(schema):
                 hint += f' and add: import "{_relative_import(schema, symbol.schema)}";'
+        elif ref.name.lower() in TYPE_ALIASES:
+            hint = f"write {TYPE_ALIASES[ref.name.lower()]}"
         else:
-            names = list(self.program.visible_symbols(schema))
+            names = [*self.program.visible_symbols(schema), *sorted(ast.SCALAR_TYPES)]
             close = difflib.get_close_matches(ref.name, names, n=1, cutoff=0.6)
             if close:
                 hint = f"did you mean {close[0]}?"

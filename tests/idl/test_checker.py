@@ -179,3 +179,9 @@ def test_mutated_schemas_give_diagnostics_never_exceptions(
     for d in result.diagnostics:
         assert d.code in CODES
         assert d.span.line >= 1 and d.span.column >= 1
+
+
+def test_unknown_type_hints_name_scalars_and_familiar_aliases() -> None:
+    text = "package p.v1;\nmessage M {\n  int a = 1;\n  strin b = 2;\n  Double c = 3;\n}\n"
+    hints = [d.hint for d in load_text(text).diagnostics]
+    assert hints == ["write int32 or int64", "did you mean string?", "write float64"]
