@@ -60,7 +60,8 @@ class ClusterConfig:
     push_pull_interval: float = 30.0
     """Full state sync with one random member (scaled up for clusters above 32 nodes)."""
     reconnect_interval: float = 0.5
-    """Full state sync with one random failed member, so healed partitions merge again."""
+    """Full state sync with one random failed member, so healed partitions merge again
+    (stretched for clusters above 8 nodes, see `reconnect_interval_for`)."""
     failed_member_retention: float = 3600.0
     """How long failed and left members stay in the table (reconnect targets) before removal."""
     early_probers: int = 6
@@ -130,6 +131,11 @@ class ClusterConfig:
     def retransmit_limit(self, n: int) -> int:
         """How many times each update is sent: retransmit_mult * ceil(log10(n + 1))."""
         return self.retransmit_mult * math.ceil(math.log10(max(1, n) + 1))
+
+    def reconnect_interval_for(self, n: int) -> float:
+        """Reconnect interval for n members: x n/8 above 8, so a failed member receives about
+        8 / reconnect_interval attempts per second from the whole cluster, whatever its size."""
+        return self.reconnect_interval * max(1.0, n / 8)
 
     def push_pull_interval_for(self, n: int) -> float:
         """Push-pull interval scaled as memberlist does: x(ceil(log2 n - log2 32) + 1) above 32."""

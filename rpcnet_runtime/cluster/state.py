@@ -70,6 +70,15 @@ EVENTS: Mapping[tuple[MemberState | None, MemberState], Callable[[Member], Clust
 """The event an observer reports for each transition (other transitions report nothing)."""
 
 
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+def _frozen(tags: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not tags:
+        return _NO_TAGS
+    return tags if isinstance(tags, MappingProxyType) else MappingProxyType(dict(tags))
+
+
 def decide(
     state: MemberState | None, incarnation: int, update: Update, new_incarnation: int
 ) -> MemberState | None:
@@ -124,16 +133,19 @@ class MemberRecord:
 
 
 class Transition:
-    """An accepted update: the record after it, its previous state, and the event to report."""
+    """An accepted update: the record after it and its previous state."""
 
-    __slots__ = ("event", "old_state", "record")
+    __slots__ = ("old_state", "record")
 
-    def __init__(
-        self, record: MemberRecord, old_state: MemberState | None, event: ClusterEvent | None
-    ) -> None:
+    def __init__(self, record: MemberRecord, old_state: MemberState | None) -> None:
         self.record = record
         self.old_state = old_state
-        self.event = event
+
+    @property
+    def event(self) -> ClusterEvent | None:
+        """The event an observer reports for this transition, if any."""
+        kind = EVENTS.get((self.old_state, self.record.state))
+        return kind(self.record.to_member()) if kind else None
 
 
 class MemberTable:
@@ -158,6 +170,10 @@ class MemberTable:
 
     def get(self, member_id: str) -> MemberRecord | None:
         return self._records.get(member_id)
+
+    def require(self, member_id: str) -> MemberRecord:
+        """The record of a member known to be in the table (KeyError otherwise)."""
+        return self._records[member_id]
 
     @property
     def live(self) -> list[str]:
@@ -184,14 +200,12 @@ class MemberTable:
             if address is None or len(self._records) >= self.max_members:
                 self.rejected_full += address is not None
                 return None
-            record = MemberRecord(
-                member_id, address, MappingProxyType(dict(tags or {})), new, incarnation, now
-            )
+            record = MemberRecord(member_id, address, _frozen(tags), new, incarnation, now)
             self._records[member_id] = record
         else:
             if update is Update.ALIVE:
                 record.address = address if address is not None else record.address
-                record.tags = MappingProxyType(dict(tags)) if tags is not None else record.tags
+                record.tags = _frozen(tags) if tags is not None else record.tags
             record.incarnation = incarnation
             if new is not record.state:
                 record.state = new
@@ -199,8 +213,7 @@ class MemberTable:
         if new is not _S:
             record.suspicion = None
         self._index(record)
-        kind = EVENTS.get((old, new))
-        return Transition(record, old, kind(record.to_member()) if kind else None)
+        return Transition(record, old)
 
     def clear_suspicion(self, member_id: str, now: float) -> bool:
         """Set a SUSPECT member back to ALIVE at the same incarnation (local evidence only)."""

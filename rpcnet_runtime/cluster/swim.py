@@ -11,9 +11,10 @@ one member: first any member waiting in the *priority* list (see below), otherwi
 a shuffled round-robin list of live members, reshuffled after each full round (memberlist's
 scheme: every member is probed once per round). No ack within ``probe_timeout`` (also stretched):
 ``indirect_checks`` random members are asked to ping it for us (ping-req) and to answer with a
-nack if it stays silent. No ack by the end of the period: the member is suspected, and the
-missing nacks raise the awareness score (a node whose relays do not even answer is itself the
-likely problem). Each answered probe lowers it.
+nack if it stays silent, and the ping is sent once more directly (memberlist's TCP fallback).
+No ack by the end of the period: the member is suspected, and the missing nacks raise the
+awareness score (a node whose relays do not even answer is itself the likely problem). Each
+answered probe lowers it.
 
 Suspicion. A suspected member gets a Lifeguard suspicion timer (see `suspicion.py`) that
 independent confirmations from other members shorten. When it expires the member is declared
@@ -168,6 +169,7 @@ class SwimNode:
         self._gone: dict[str, float] = {}  # FAILED or LEFT member -> since
         self._partition = PartitionDetector(self_id, stable_after=config.partition_stable_after)
         self._partition_dirty = True
+        self._partition_view: tuple[frozenset[str], frozenset[str]] | None = None
         self._outgoing: list[tuple[str, bytes]] = []
         self._events: list[ClusterEvent] = []
         self._probe: _Probe | None = None
@@ -203,7 +205,10 @@ class SwimNode:
                     m.id, Update.ALIVE, m.incarnation, now, address=m.address, tags=m.tags
                 )
                 if t is not None:
-                    self._admitted(t.record)
+                    self._by_address[m.address] = m.id
+        self._order = list(self._table.live)
+        self._rng.shuffle(self._order)
+        self._order_index = 0
         self.joined = True
         self._partition_dirty = True
 
@@ -222,7 +227,7 @@ class SwimNode:
         live = self._table.live
         count = min(len(live), max(self.config.gossip_fanout, 8))
         for member_id in self._rng.sample(live, count):
-            self._send(self._table.get(member_id), [message])  # type: ignore[arg-type]
+            self._send(self._table.require(member_id), [message])
 
     def update_tags(self, tags: Mapping[str, str], now: float) -> None:
         """Publish new tags: a fresh incarnation of this node's ``Alive``."""
@@ -287,10 +292,10 @@ class SwimNode:
             if now >= self._next_push_pull:
                 self._next_push_pull = now + self.config.push_pull_interval_for(self.num_members)
                 if self._table.live:
-                    target = self._table.get(self._rng.choice(self._table.live))
-                    self._send(target, [self._push_pull()], piggyback=False)  # type: ignore[arg-type]
+                    target = self._table.require(self._rng.choice(self._table.live))
+                    self._send(target, [self._push_pull()], piggyback=False)
             if now >= self._next_reconnect:
-                self._next_reconnect = now + self.config.reconnect_interval
+                self._next_reconnect = now + self.config.reconnect_interval_for(self.num_members)
                 self._reconnect(now)
         if now >= self._next_gossip:
             self._next_gossip = now + self.config.gossip_interval
@@ -454,6 +459,12 @@ class SwimNode:
             ping_req = IndirectPing(probe.seq, target.id, target.address, self.address, True)
             self._send(relay, [ping_req])
             probe.nacks_expected += 1
+        # A second direct ping alongside the indirect ones (memberlist sends it over TCP): one
+        # lost datagram on the direct path no longer leads to a suspicion.
+        retry: list[Message] = [Ping(probe.seq, target.id, self.address)]
+        if target.state is MemberState.SUSPECT:
+            retry.append(Suspect(target.id, target.incarnation, self.id))
+        self._send(target, retry)
 
     def _probe_succeeded(self, probe: _Probe, now: float) -> None:
         self._probe = None
@@ -544,10 +555,10 @@ class SwimNode:
         retention = self.config.failed_member_retention
         for member_id in [m for m, since in self._gone.items() if now - since > retention]:
             self._forget(member_id)
-        failed = [m for m in self._gone if self._table.get(m).state is MemberState.FAILED]  # type: ignore[union-attr]
+        failed = [m for m in self._gone if self._table.require(m).state is MemberState.FAILED]
         if failed:
-            record = self._table.get(self._rng.choice(failed))
-            self._send(record, [self._push_pull()], piggyback=False)  # type: ignore[arg-type]
+            record = self._table.require(self._rng.choice(failed))
+            self._send(record, [self._push_pull()], piggyback=False)
 
     # -- state sync ----------------------------------------------------------------------------
 
@@ -725,11 +736,13 @@ class SwimNode:
         deadline = self._partition.next_deadline()
         if not self._partition_dirty and (deadline is None or now < deadline):
             return
-        self._partition_dirty = False
-        live = self._table.live
-        alive = frozenset(m for m in live if m not in self._unreachable) | {self.id}
-        known = frozenset(r.id for r in self._table if r.state is not MemberState.LEFT)
-        self._events.extend(self._partition.observe(alive, known | {self.id}, now))
+        if self._partition_dirty or self._partition_view is None:
+            self._partition_dirty = False
+            unreachable = self._unreachable
+            alive = frozenset(m for m in self._table.live if m not in unreachable) | {self.id}
+            known = frozenset(r.id for r in self._table if r.state is not MemberState.LEFT)
+            self._partition_view = (alive, known | {self.id})
+        self._events.extend(self._partition.observe(*self._partition_view, now))
 
     def _alive_message(self) -> Alive:
         return Alive(self.id, self._incarnation, self.address, self._tags)
