@@ -15,6 +15,7 @@ empty-union, empty-enum.
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -150,7 +151,8 @@ class Context:
             hint = f"{symbol.fqn} is declared in {symbol.schema.path}"
             if symbol.schema.package != schema.package:
                 hint += f"; refer to it as {symbol.fqn}"
-            if symbol.schema is not schema and symbol.schema not in self._imported(schema):
+            imported = self.program.imports_of(schema)
+            if symbol.schema is not schema and all(s is not symbol.schema for s in imported):
                 hint += f' and add: import "{_relative_import(schema, symbol.schema)}";'
         elif ref.name.lower() in TYPE_ALIASES:
             hint = f"write {TYPE_ALIASES[ref.name.lower()]}"
@@ -161,20 +163,14 @@ class Context:
                 hint = f"did you mean {close[0]}?"
         self.report(schema, ref.span, "unknown-type", f"unknown {what} {ref.name!r}", hint)
 
-    def _imported(self, schema: ast.Schema) -> list[ast.Schema]:
-        return self.program.imports_of(schema)
-
 
 def _relative_import(schema: ast.Schema, target: ast.Schema) -> str:
-    import posixpath
-
     base = posixpath.dirname(schema.path) or "."
     return posixpath.relpath(target.path, base)
 
 
 def check(program: Program) -> list[Diagnostic]:
     """Every problem in `program`, errors and warnings; raises nothing."""
-
     ctx = Context(program)
     _check_package_names(ctx)
     for schema in program.schemas.values():
@@ -242,6 +238,16 @@ def enum_value_name_span(program: Program, schema: ast.Schema, value: ast.EnumVa
         if match:
             return ast.Span(number, match.start() + 1, number, match.end() + 1)
     return value.span
+
+
+def _optional_span(program: Program, schema: ast.Schema, field: ast.Field) -> ast.Span:
+    """Where the ``optional`` keyword of `field` stands (the last one before its type)."""
+    line, column = field.type.span.line, field.type.span.column
+    text = program.source_line(schema, line)[: column - 1]
+    found = list(re.finditer(r"\boptional\b", text))
+    if not found:
+        return field.span
+    return ast.Span(line, found[-1].start() + 1, line, found[-1].end() + 1)
 
 
 def _check_reserved(
@@ -383,7 +389,7 @@ def _check_fields(
         if f.optional and isinstance(decl, ast.Union):
             ctx.report(
                 schema,
-                f.span,
+                _optional_span(ctx.program, schema, f),
                 "invalid-optional",
                 f"union variant {f.name!r} cannot be optional",
                 "a union's variants are all optional already: exactly one is set",
@@ -392,7 +398,7 @@ def _check_fields(
             kind = "list" if isinstance(f.type, ast.ListType) else "map"
             ctx.report(
                 schema,
-                f.span,
+                _optional_span(ctx.program, schema, f),
                 "invalid-optional",
                 f"a {kind} field cannot be optional",
                 f"an absent {kind} reads as empty; drop 'optional'",
