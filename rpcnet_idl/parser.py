@@ -9,6 +9,7 @@ checker's business and never raised here.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Callable, Mapping
@@ -128,9 +129,17 @@ class _ToAst(Transformer[Token, Any]):
         super().__init__()
         self._docs = docs
         """Doc comments by the position of the token they document."""
+        self._positions = sorted(docs)
 
-    def _doc(self, meta: Any) -> str | None:
-        return self._docs.get((meta.line, meta.column))
+    def _doc(self, meta: Any, name: Token | None = None) -> str | None:
+        """The doc comment before the element at `meta`: before its first annotation, or
+        after its annotations but before its `name`."""
+        start = (meta.line, meta.column)
+        end = (name.line, name.column) if name is not None else start
+        index = bisect.bisect_left(self._positions, start)
+        if index < len(self._positions) and self._positions[index] <= end:
+            return self._docs[self._positions[index]]
+        return None
 
     # -- names, types and values -----------------------------------------------------------
 
@@ -201,7 +210,7 @@ class _ToAst(Transformer[Token, Any]):
             type=type_ref,
             optional=optional,
             annotations=annotations,
-            doc=self._doc(meta),
+            doc=self._doc(meta, name),
             span=_span(meta),
             name_span=_tspan(name),
             number_span=_tspan(number),
@@ -214,7 +223,7 @@ class _ToAst(Transformer[Token, Any]):
             name=str(header.name),
             number=int(number),
             annotations=header.annotations,
-            doc=self._doc(meta),
+            doc=self._doc(meta, header.name),
             span=_span(meta),
             number_span=_tspan(number),
         )
@@ -243,7 +252,7 @@ class _ToAst(Transformer[Token, Any]):
             values=tuple(c for c in h.body if isinstance(c, ast.EnumValue)),
             reserved=_reserved(h.body, INT32_MAX),
             annotations=h.annotations,
-            doc=self._doc(meta),
+            doc=self._doc(meta, h.name),
             span=_span(meta),
             name_span=_tspan(h.name),
         )
@@ -254,7 +263,7 @@ class _ToAst(Transformer[Token, Any]):
             "name": str(h.name),
             "reserved": _reserved(h.body, MAX_FIELD_NUMBER),
             "annotations": h.annotations,
-            "doc": self._doc(meta),
+            "doc": self._doc(meta, h.name),
             "span": _span(meta),
             "name_span": _tspan(h.name),
             "fields": tuple(c for c in h.body if isinstance(c, ast.Field)),
@@ -296,7 +305,7 @@ class _ToAst(Transformer[Token, Any]):
             response_stream=response_stream,
             throws=throws,
             annotations=h.annotations,
-            doc=self._doc(meta),
+            doc=self._doc(meta, h.name),
             span=_span(meta),
             name_span=_tspan(h.name),
         )
@@ -307,7 +316,7 @@ class _ToAst(Transformer[Token, Any]):
             name=str(h.name),
             methods=tuple(c for c in h.body if isinstance(c, ast.Method)),
             annotations=h.annotations,
-            doc=self._doc(meta),
+            doc=self._doc(meta, h.name),
             span=_span(meta),
             name_span=_tspan(h.name),
         )

@@ -290,3 +290,17 @@ def test_parse_duration_rejects_non_durations() -> None:
     for text in ("5", "5 s", "s", "1.s", "5min"):
         with pytest.raises(ValueError):
             parse_duration(text)
+
+
+def test_a_doc_comment_may_also_stand_between_annotations_and_the_element() -> None:
+    text = (
+        "package p.v1;\n@deprecated\n/// After the annotation.\nmessage M {\n"
+        "  @deprecated\n  /// Field doc.\n  string id = 1;\n}\n"
+        "service S {\n  @idempotent\n  /// Method doc.\n  rpc A(M) returns (M);\n}\n"
+    )
+    message, service = parse(text, "d.rpc").declarations
+    assert isinstance(message, ast.Message) and isinstance(service, ast.Service)
+    assert message.doc == "After the annotation."
+    assert message.fields[0].doc == "Field doc."
+    assert service.doc is None
+    assert service.methods[0].doc == "Method doc."
