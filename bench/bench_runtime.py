@@ -210,7 +210,7 @@ async def run(args: argparse.Namespace, setup: Setup) -> list[Peer]:
                 await _callers(peer.client, BULK, BULK_CONCURRENCY, args.warmup, None)  # type: ignore[arg-type]
                 await _callers(peer.client, SMALL, THROUGHPUT_CONCURRENCY, args.warmup, None)  # type: ignore[arg-type]
         for round_index in range(args.rounds):
-            for workload in WORKLOADS:
+            for workload in args.workloads:
                 shift = round_index % max(1, len(live))
                 for peer in live[shift:] + live[:shift]:
                     if peer.tally.error:
@@ -221,16 +221,18 @@ async def run(args: argparse.Namespace, setup: Setup) -> list[Peer]:
                         peer.tally.error = f"{workload}: {exc!r}"
             print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
         if args.profile:
-            await profile_rpcnet(peers, args)
+            for name in args.profile_stacks:
+                await profile_stack(peers, args, name)
     finally:
         await stop_peers(peers)
     return peers
 
 
-async def profile_rpcnet(peers: list[Peer], args: argparse.Namespace) -> None:
-    peer = next((p for p in peers if p.stack.name == "rpcnet" and p.client), None)
+async def profile_stack(peers: list[Peer], args: argparse.Namespace, name: str) -> None:
+    """Profile client and server of stack `name` at c=64; print the top functions by own time."""
+    peer = next((p for p in peers if p.stack.name == name and p.client), None)
     if peer is None or peer.client is None:
-        print("profile: no rpcnet peer", file=sys.stderr)
+        print(f"profile: no {name} peer", file=sys.stderr)
         return
     loop = asyncio.get_running_loop()
     peer.conn.send("profile-start")
@@ -243,17 +245,17 @@ async def profile_rpcnet(peers: list[Peer], args: argparse.Namespace) -> None:
     peer.conn.send("profile-stop")
     await loop.run_in_executor(None, peer.conn.poll, 30.0)
     peer.conn.recv()
-    client_path = Path(args.profile, "rpcnet-client.prof")
+    client_path = Path(args.profile, f"{name}-client.prof")
     profiler.dump_stats(client_path)
     print(
-        f"\nprofile: {calls} calls in {seconds:.2f} s ({calls / seconds:,.0f} calls/s, "
+        f"\nprofile {name}: {calls} calls in {seconds:.2f} s ({calls / seconds:,.0f} calls/s, "
         "slowed by cProfile)"
     )
     for title, path in (
         ("client", client_path),
-        ("server", Path(args.profile, "rpcnet-server.prof")),
+        ("server", Path(args.profile, f"{name}-server.prof")),
     ):
-        print(f"\n== rpcnet {title} at c={THROUGHPUT_CONCURRENCY}, top by own time ({path}) ==")
+        print(f"\n== {name} {title} at c={THROUGHPUT_CONCURRENCY}, top by own time ({path}) ==")
         stats = pstats.Stats(str(path))
         stats.sort_stats("tottime").print_stats(args.profile_top)
 
@@ -348,8 +350,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=set(),
         help="comma-separated subset, e.g. rpcnet,aioquic",
     )
+    parser.add_argument(
+        "--workloads",
+        type=lambda s: [w for w in WORKLOADS if w in s.split(",")],
+        default=list(WORKLOADS),
+        help="comma-separated subset of latency,throughput,bulk",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--profile", metavar="DIR", help="profile rpcnet at c=64 afterwards")
+    parser.add_argument("--profile", metavar="DIR", help="profile at c=64 afterwards")
+    parser.add_argument(
+        "--profile-stacks",
+        type=lambda s: s.split(","),
+        default=["rpcnet"],
+        help="stacks to profile with --profile (default rpcnet)",
+    )
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
     args = parser.parse_args(argv)
@@ -383,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             server_key=certs.server_key,
             workdir=workdir,
             sockbuf=args.sockbuf,
-            profile=str(Path(args.profile, "rpcnet-server.prof").resolve()) if args.profile else "",
+            profile=str(Path(args.profile).resolve()) if args.profile else "",
         )
         start_load = load_average()
         peers = runner(run(args, setup))

@@ -37,7 +37,7 @@ class Setup:
     sockbuf: int = 0
     """SO_RCVBUF/SO_SNDBUF for the QUIC stacks' UDP sockets; 0 keeps the OS default."""
     profile: str = ""
-    """Where a server process writes its cProfile stats on stop ('' : no profiling)."""
+    """Directory where a server process writes ``<stack>-server.prof`` ('': no profiling)."""
 
 
 class Client(Protocol):

@@ -1,7 +1,7 @@
 """The stacks by name, and the server process: start a server, report its port, obey commands.
 
 A server process reads commands from its pipe: ``"profile-start"``, ``"profile-stop"`` (dumps
-cProfile stats to `Setup.profile`, then answers ``"ok"``) and ``"stop"``.
+cProfile stats to ``<Setup.profile>/<stack>-server.prof``, then answers ``"ok"``) and ``"stop"``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ async def _serve(stack: Stack, setup: Setup, conn: Connection) -> None:
         elif what == "profile-stop":
             if profiler is not None:
                 profiler.disable()
-                profiler.dump_stats(setup.profile)
+                profiler.dump_stats(f"{setup.profile}/{stack.name}-server.prof")
                 profiler = None
             conn.send("ok")
         elif what == "stop":

@@ -1,7 +1,9 @@
 """The floor: raw aioquic, one msgpack frame per bidirectional stream each way, a task per request.
 
 The message is a msgpack map ``{1: body}`` (the shape of an rpcnet message) behind a 4-byte
-length prefix; the server decodes it, and echoes it back re-encoded on the same stream.
+length prefix; the server decodes it, and echoes it back re-encoded on the same stream. Sends
+made by application code schedule one `transmit` for the end of the loop iteration (as rpcnet
+does), so concurrent calls share packets; ``batch=False`` transmits after every send instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,28 @@ from .common import Setup, frame, parse_frame, set_socket_buffers
 ALPN = "bench-raw"
 
 
-class _ServerProtocol(QuicConnectionProtocol):
+class _Batching(QuicConnectionProtocol):
+    """Coalesces the transmits asked for during one loop iteration into one."""
+
+    batch = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flush_scheduled = False
+
+    def send_soon(self) -> None:
+        if not self.batch:
+            self.transmit()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.transmit()
+
+
+class _ServerProtocol(_Batching):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buffers: dict[int, bytearray] = {}
@@ -45,10 +68,10 @@ class _ServerProtocol(QuicConnectionProtocol):
         message = msgpack.unpackb(parse_frame(data), strict_map_key=False)
         reply = frame(msgpack.packb({1: message[1]}))
         self._quic.send_stream_data(stream_id, reply, end_stream=True)
-        self.transmit()
+        self.send_soon()
 
 
-class _ClientProtocol(QuicConnectionProtocol):
+class _ClientProtocol(_Batching):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buffers: dict[int, bytearray] = {}
@@ -59,7 +82,7 @@ class _ClientProtocol(QuicConnectionProtocol):
         waiter: asyncio.Future[bytes] = self._loop.create_future()
         self._waiters[stream_id] = waiter
         self._quic.send_stream_data(stream_id, frame(msgpack.packb({1: payload})), end_stream=True)
-        self.transmit()
+        self.send_soon()
         data = await waiter
         body: bytes = msgpack.unpackb(parse_frame(data), strict_map_key=False)[1]
         return body
