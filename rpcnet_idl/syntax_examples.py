@@ -290,6 +290,12 @@ def _habit_problem(
             "a list field is written 'list<T> name = N;'",
             _token_span(before),
         )
+    if token.type == "IMPORT" and "PACKAGE" not in expected:
+        return SyntaxProblem(
+            "imports come before every declaration", "move it up, after 'package'", span
+        )
+    if token.type == "PACKAGE":
+        return SyntaxProblem("a schema has one package statement, its first", None, span)
     if token == ";" and previous is not None and previous == "}":
         return SyntaxProblem("no ';' after a declaration's '}'", None, span)
     if token == "," and "SEMICOLON" in expected:

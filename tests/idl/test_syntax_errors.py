@@ -69,6 +69,8 @@ CASES = [
     (P + "service S {\n  rpc A(B) returns (C) {}\n}\n", "a method has no body", 3, 24),
     (P + "enum E {\n  A = 0,\n  B = 1;\n}\n", "entries end with ';', not ','", 3, 8),
     (P + "message M {\n  string a = 1;\n};\n", "no ';' after a declaration's '}'", 4, 2),
+    (P + 'message M {}\nimport "x.rpc";\n', "imports come before every declaration", 3, 1),
+    (P + "package c.v1;\n", "a schema has one package statement, its first", 2, 1),
     (P + "enum E {\n  A = 0;\n};\nmessage M {}\n", "no ';' after a declaration's '}'", 4, 2),
     (P + 'import "unterminated;\n', "unterminated string", 2, 8),
 ]
