@@ -1,8 +1,11 @@
-"""Friendly syntax errors: a catalogue of common mistakes matched by parser state.
+"""Friendly syntax errors: common mistakes recognised and named, at the right place.
 
-Each `SyntaxExample` lists malformed snippets that fail in the same parser state as the mistake
-it names (Lark's ``match_examples``). An error that matches none gets a generic "unexpected X;
-expected Y" message built from the terminals the parser would have accepted.
+Three layers, tried in order: mistakes told apart by their tokens (protobuf habits such as
+``repeated`` or ``};``, an annotation after its element, a misplaced import); the `CATALOGUE`
+of malformed snippets, matched by parser state and expected terminals the way Lark's
+``match_examples`` does (re-implemented here: lark 1.3.1's version fails formatting a debug
+message when two states match with different terminals); a missing ';' or '}' inferred from
+what the parser expected. Anything else gets "unexpected X; expected Y".
 """
 
 from __future__ import annotations
