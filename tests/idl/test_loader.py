@@ -185,3 +185,15 @@ def test_unreadable_files_are_diagnostics(tmp_path: Path, monkeypatch: pytest.Mo
     ]
     directory = load(["."])
     assert [d.message for d in directory.diagnostics] == ["cannot find '.'"]
+
+
+def test_load_text_searches_in_memory_include_directories() -> None:
+    files = {"vendor/acme/common.rpc": COMMON}
+    found = load_text(_uses("acme/common.rpc"), "api/o.rpc", files, include_dirs=["vendor"])
+    assert found.ok, found.diagnostics
+    assert [s.path for s in found.program.schemas.values()] == [
+        "api/o.rpc",
+        "vendor/acme/common.rpc",
+    ]
+    missing = load_text(_uses("acme/common.rpc"), "api/o.rpc", files)
+    assert [d.code for d in missing.diagnostics] == ["missing-import", "unknown-type"]
