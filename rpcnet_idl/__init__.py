@@ -6,7 +6,6 @@ from .diagnostics import Diagnostic, IdlError, Severity
 from .loader import LoadResult, Program, load, load_checked, load_text
 from .parser import parse
 
-
 __all__ = [
     "Diagnostic",
     "IdlError",
