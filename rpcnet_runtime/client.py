@@ -132,9 +132,12 @@ def _trailer_error(method: MethodDescriptor[Any, Any], trailer: Trailer) -> RpcE
             f"{trailer.error_name}: {trailer.message}",
             metadata=trailer.metadata,
         )
+    message = trailer.message
+    if trailer.status is Status.UNIMPLEMENTED and method.path not in message:
+        message = f"{message} ({method.path})"
     return RpcError(
         trailer.status,
-        trailer.message,
+        message,
         metadata=trailer.metadata,
         retry_after_seconds=trailer.retry_after,
         not_processed=trailer.not_processed,
@@ -282,8 +285,11 @@ class ClientChannel:
     ) -> bytes | None:
         """The next response message, or None after an OK trailer; raises the call's error."""
         try:
-            async with asyncio.timeout_at(deadline):
+            if deadline is None:
                 payload = await inbox.get()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    payload = await inbox.get()
         except TimeoutError:
             protocol.abandon(inbox.stream_id, Status.DEADLINE_EXCEEDED)
             raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded") from None

@@ -120,6 +120,8 @@ class RpcConnection:
         self._ready = is_client
         self._parked: list[RpcEvent] = []
         self._highest_stream_id = -1
+        self._credit_due: set[int] = set()
+        """Calls whose receive credit should be recomputed at the next packet."""
         _install_credit_rule(quic, self)
 
     # -- inputs from aioquic -------------------------------------------------------------
@@ -235,7 +237,10 @@ class RpcConnection:
         if stream is None:
             return False
         granted: int = stream.max_stream_data_local
-        return call.consumed + self.receive_window - granted >= self.receive_window // 4
+        if call.consumed + self.receive_window - granted >= self.receive_window // 4:
+            self._credit_due.add(stream_id)
+            return True
+        return False
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes written on this call that the peer has not acknowledged yet (0 once the
@@ -278,6 +283,12 @@ class RpcConnection:
         except FrameError as exc:
             self._fail(stream_id, call, exc.status, exc.message, out)
             return
+        if call.decoder.buffered:
+            # A frame is incomplete: make sure the peer may send all of it.
+            stream = self.quic._streams.get(stream_id)
+            granted = stream.max_stream_data_local if stream is not None else 0
+            if call.received + call.decoder.pending_frame_remaining > granted:
+                self._credit_due.add(stream_id)
         for kind, payload in frames:
             if self.is_client:
                 done = self._client_frame(stream_id, call, kind, payload, out)
@@ -408,19 +419,22 @@ def _install_credit_rule(quic: QuicConnection, core: RpcConnection) -> None:
     """Replace aioquic's per-stream credit rule on this connection (see rule 5 above)."""
     default_rule = quic._write_stream_limits
 
+    calls = core.calls
+    due = core._credit_due
+
     def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
-        limit = core.credit_limit(stream.stream_id) if stream.max_stream_data_local else None
-        if limit is None:
+        stream_id = stream.stream_id
+        if stream_id not in calls:
+            due.discard(stream_id)
             default_rule(builder=builder, space=space, stream=stream)
             return
-        current = stream.max_stream_data_local
-        # Batch updates: grant once a quarter window is free, or when a frame must finish.
-        if limit - current >= core.receive_window // 4 or (
-            limit > current and stream.receiver.highest_offset >= current
-        ):
-            stream.max_stream_data_local = limit
+        if stream_id in due:
+            due.discard(stream_id)
+            limit = core.credit_limit(stream_id)
+            if limit is not None and limit > stream.max_stream_data_local:
+                stream.max_stream_data_local = limit
         if stream.max_stream_data_local_sent == stream.max_stream_data_local:
-            return
+            return  # nothing new, nothing lost
         buf = builder.start_frame(
             QuicFrameType.MAX_STREAM_DATA,
             capacity=MAX_STREAM_DATA_FRAME_CAPACITY,

@@ -16,9 +16,12 @@ of the payload is buffered. docs/protocol.md is the normative description.
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .codec import pack, unpack
@@ -38,6 +41,7 @@ __all__ = [
     "encode_header",
     "encode_message",
     "encode_trailer",
+    "method_id",
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
@@ -67,8 +71,10 @@ class FrameError(Exception):
 class RequestHeader:
     """The first frame of a request stream."""
 
-    path: str
-    """``package.Service/Method``."""
+    path: str = ""
+    """``package.Service/Method``; may be empty when only `method_id` arrived."""
+    method_id: int | None = None
+    """`method_id(path)`; computed from `path` when not given."""
     timeout: float | None = None
     """Seconds remaining of the caller's deadline when the call was sent; None: no deadline."""
     idempotency_key: str | None = None
@@ -107,41 +113,74 @@ def encode_message(wire: Any) -> bytes:
     return encode_frame(FrameType.MESSAGE, pack(wire))
 
 
+def method_id(path: str) -> int:
+    """The 64-bit id that stands for a method's path on the wire: the first 8 bytes (big
+    endian) of the BLAKE2b-64 digest of the UTF-8 path."""
+    return _method_id(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _method_id(path: str) -> int:
+    return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "big")
+
+
 def _seconds_to_ns(seconds: float) -> int:
     return max(0, round(seconds * 1e9))
 
 
-def encode_header(header: RequestHeader) -> bytes:
-    """A HEADER frame; only fields that differ from their defaults are written."""
-    data: dict[str, Any] = {"path": header.path}
+# Header keys.
+H_PATH, H_METHOD_ID, H_TIMEOUT, H_IDEMPOTENCY_KEY, H_ATTEMPT, H_HEDGE, H_METADATA = range(1, 8)
+# Trailer keys.
+T_STATUS, T_MESSAGE, T_ERROR, T_FIELDS, T_RETRY_AFTER, T_NOT_PROCESSED, T_METADATA = range(1, 8)
+
+
+def encode_header(header: RequestHeader, *, send_path: bool = False) -> bytes:
+    """A HEADER frame; only fields that differ from their defaults are written.
+
+    The method travels as its 64-bit id, and also as its path when `send_path` is set or no
+    id is known.
+    """
+    data: dict[int, Any] = {}
+    mid = header.method_id
+    if mid is None and header.path:
+        mid = _method_id(header.path)
+    if mid is not None:
+        data[H_METHOD_ID] = mid
+    if send_path or mid is None:
+        data[H_PATH] = header.path
     if header.timeout is not None:
-        data["timeout"] = _seconds_to_ns(header.timeout)
+        data[H_TIMEOUT] = _seconds_to_ns(header.timeout)
     if header.idempotency_key is not None:
-        data["idem"] = header.idempotency_key
+        data[H_IDEMPOTENCY_KEY] = header.idempotency_key
     if header.attempt != 1:
-        data["attempt"] = header.attempt
+        data[H_ATTEMPT] = header.attempt
     if header.is_hedge:
-        data["hedge"] = True
+        data[H_HEDGE] = True
     if header.metadata:
-        data["md"] = dict(header.metadata)
+        data[H_METADATA] = dict(header.metadata)
     return encode_frame(FrameType.HEADER, pack(data))
 
 
 def encode_trailer(trailer: Trailer) -> bytes:
     """A TRAILER frame; only fields that differ from their defaults are written."""
-    data: dict[str, Any] = {"status": int(trailer.status)}
+    if trailer.status is Status.OK and not trailer.metadata and not trailer.message:
+        return _OK_TRAILER
+    data: dict[int, Any] = {T_STATUS: int(trailer.status)}
     if trailer.message:
-        data["message"] = trailer.message
+        data[T_MESSAGE] = trailer.message
     if trailer.error_name is not None:
-        data["error"] = trailer.error_name
-        data["fields"] = trailer.error_fields if trailer.error_fields is not None else {}
+        data[T_ERROR] = trailer.error_name
+        data[T_FIELDS] = trailer.error_fields if trailer.error_fields is not None else {}
     if trailer.retry_after is not None:
-        data["retry_after"] = _seconds_to_ns(trailer.retry_after)
+        data[T_RETRY_AFTER] = _seconds_to_ns(trailer.retry_after)
     if trailer.not_processed:
-        data["not_processed"] = True
+        data[T_NOT_PROCESSED] = True
     if trailer.metadata:
-        data["md"] = dict(trailer.metadata)
+        data[T_METADATA] = dict(trailer.metadata)
     return encode_frame(FrameType.TRAILER, pack(data))
+
+
+_OK_TRAILER = encode_frame(FrameType.TRAILER, pack({T_STATUS: 0}))
 
 
 def _malformed(what: str) -> FrameError:
@@ -153,29 +192,25 @@ def _load_map(payload: bytes, what: str) -> dict[Any, Any]:
         data = unpack(payload)
     except (ValueError, TypeError) as exc:
         raise _malformed(f"{what}: not msgpack ({exc})") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise _malformed(f"{what}: expected a map, got {type(data).__name__}")
     return data
 
 
-def _get(data: dict[Any, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+def _get(data: dict[Any, Any], key: int, kind: type, what: str, name: str) -> Any:
     value = data.get(key)
-    if value is None:
-        return None
-    # bool is a subclass of int: an int field must not accept True, nor a bool field 1.
-    if not isinstance(value, kind) or (isinstance(value, bool) != (kind is bool)):
-        raise _malformed(f"{what}: {key!r} has type {type(value).__name__}")
-    return value
+    # `type() is` on purpose: bool must not pass for int, nor int for bool.
+    if value is None or type(value) is kind:
+        return value
+    raise _malformed(f"{what}: {name} (key {key}) has type {type(value).__name__}")
 
 
-def _metadata(data: dict[Any, Any], what: str) -> dict[str, str]:
-    md = data.get("md")
+def _metadata(data: dict[Any, Any], key: int, what: str) -> dict[str, str]:
+    md = data.get(key)
     if md is None:
         return {}
-    if not isinstance(md, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in md.items()
-    ):
-        raise _malformed(f"{what}: 'md' must map strings to strings")
+    if type(md) is not dict or not all(type(k) is str and type(v) is str for k, v in md.items()):
+        raise _malformed(f"{what}: metadata (key {key}) must map strings to strings")
     return md
 
 
@@ -183,22 +218,26 @@ def decode_header(payload: bytes) -> RequestHeader:
     """Parse a HEADER payload; raises `FrameError` (INVALID_ARGUMENT) when it is malformed."""
     what = "request header"
     data = _load_map(payload, what)
-    path = _get(data, "path", str, what)
-    if not path:
-        raise _malformed(f"{what}: missing 'path'")
-    timeout_ns = _get(data, "timeout", int, what)
+    path = _get(data, H_PATH, str, what, "path")
+    mid = _get(data, H_METHOD_ID, int, what, "method id")
+    if not path and mid is None:
+        raise _malformed(f"{what}: neither a path nor a method id")
+    if path and mid is not None and mid != _method_id(path):
+        raise _malformed(f"{what}: the method id does not match the path")
+    timeout_ns = _get(data, H_TIMEOUT, int, what, "timeout")
     if timeout_ns is not None and timeout_ns < 0:
-        raise _malformed(f"{what}: negative 'timeout'")
-    attempt = _get(data, "attempt", int, what)
+        raise _malformed(f"{what}: negative timeout")
+    attempt = _get(data, H_ATTEMPT, int, what, "attempt")
     if attempt is not None and attempt < 1:
-        raise _malformed(f"{what}: 'attempt' must be >= 1")
+        raise _malformed(f"{what}: attempt must be >= 1")
     return RequestHeader(
-        path=path,
+        path=path or "",
+        method_id=mid if mid is not None else _method_id(path),
         timeout=None if timeout_ns is None else timeout_ns / 1e9,
-        idempotency_key=_get(data, "idem", str, what),
+        idempotency_key=_get(data, H_IDEMPOTENCY_KEY, str, what, "idempotency key"),
         attempt=1 if attempt is None else attempt,
-        is_hedge=bool(_get(data, "hedge", bool, what)),
-        metadata=_metadata(data, what),
+        is_hedge=bool(_get(data, H_HEDGE, bool, what, "hedge flag")),
+        metadata=_metadata(data, H_METADATA, what),
     )
 
 
@@ -207,25 +246,31 @@ def decode_trailer(payload: bytes) -> Trailer:
 
     A status number this implementation does not know becomes UNKNOWN.
     """
+    if payload == _OK_PAYLOAD:
+        return _OK
     what = "trailer"
     data = _load_map(payload, what)
-    code = _get(data, "status", int, what)
+    code = _get(data, T_STATUS, int, what, "status")
     if code is None:
-        raise _malformed(f"{what}: missing 'status'")
+        raise _malformed(f"{what}: missing status")
     try:
         status = Status(code)
     except ValueError:
         status = Status.UNKNOWN
-    retry_ns = _get(data, "retry_after", int, what)
+    retry_ns = _get(data, T_RETRY_AFTER, int, what, "retry-after")
     return Trailer(
         status=status,
-        message=_get(data, "message", str, what) or "",
-        error_name=_get(data, "error", str, what),
-        error_fields=data.get("fields"),
+        message=_get(data, T_MESSAGE, str, what, "message") or "",
+        error_name=_get(data, T_ERROR, str, what, "error name"),
+        error_fields=data.get(T_FIELDS),
         retry_after=None if retry_ns is None else max(0, retry_ns) / 1e9,
-        not_processed=bool(_get(data, "not_processed", bool, what)),
-        metadata=_metadata(data, what),
+        not_processed=bool(_get(data, T_NOT_PROCESSED, bool, what, "not-processed flag")),
+        metadata=_metadata(data, T_METADATA, what),
     )
+
+
+_OK_PAYLOAD = _OK_TRAILER[PREFIX_SIZE:]
+_OK = Trailer(Status.OK, metadata=MappingProxyType({}))
 
 
 class FrameDecoder:

@@ -30,7 +30,7 @@ from .events import (
     RequestReceived,
     RpcEvent,
 )
-from .framing import RequestHeader, Trailer
+from .framing import RequestHeader, Trailer, method_id
 from .protocol import CallInbox, RpcProtocol
 from .status import Status
 from .tls import PeerAuthenticationError, ServerTLS
@@ -118,7 +118,8 @@ class Server:
         self._requested_port = port
         self.tls = tls
         self.config = config or ServerConfig()
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[int, Route] = {}
+        """Keyed by `framing.method_id` of the path."""
         self._services: set[str] = set()
         self._protocols: set[ServerProtocol] = set()
         self._tasks: dict[asyncio.Task[None], ServerCall] = {}
@@ -141,8 +142,18 @@ class Server:
         if descriptor.name in self._services:
             raise ValueError(f"service {descriptor.name} was already added")
         base = _skeleton_class(type(instance))
-        for method in descriptor.methods:
-            self._routes[method.path] = Route(method, _handler(instance, base, method))
+        routes = {
+            method_id(m.path): Route(m, _handler(instance, base, m)) for m in descriptor.methods
+        }
+        for mid, route in routes.items():
+            other = self._routes.get(mid)
+            if other is not None:
+                raise ValueError(
+                    f"{route.method.path} and {other.method.path} have the same method id"
+                )
+        if len(routes) != len(descriptor.methods):
+            raise ValueError(f"two methods of {descriptor.name} have the same method id")
+        self._routes.update(routes)
         self._services.add(descriptor.name)
 
     @property
@@ -219,8 +230,9 @@ class Server:
                 Trailer(Status.UNAVAILABLE, "server is shutting down", not_processed=True),
             )
             return
-        route = self._routes.get(header.path)
-        problem = self._unimplemented(header.path, route)
+        assert header.method_id is not None  # decode_header always sets it
+        route = self._routes.get(header.method_id)
+        problem = self._unimplemented(header, route)
         if problem is not None:
             protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, problem))
             return
@@ -229,7 +241,7 @@ class Server:
         now = loop.time()
         deadline = None if header.timeout is None else now + header.timeout
         ctx = CallContext(
-            method=header.path,
+            method=route.method.path,
             clock=loop.time,
             deadline=deadline,
             metadata=header.metadata,
@@ -249,13 +261,17 @@ class Server:
         self._tasks[task] = call
         task.add_done_callback(self._tasks.pop)
 
-    def _unimplemented(self, path: str, route: Route | None) -> str | None:
+    def _unimplemented(self, header: RequestHeader, route: Route | None) -> str | None:
         if route is not None:
-            return None if route.handler is not None else f"method {path} is not implemented"
-        service, _, name = path.rpartition("/")
+            if route.handler is None:
+                return f"method {route.method.path} is not implemented"
+            return None
+        if not header.path:
+            return f"unknown method (id 0x{header.method_id:016x})"
+        service, _, name = header.path.rpartition("/")
         if service in self._services:
             return f"unknown method {name} of service {service}"
-        return f"unknown service {service or path}"
+        return f"unknown service {service or header.path}"
 
 
 def _skeleton_class(cls: type) -> type:

@@ -68,7 +68,7 @@ async def test_garbage_and_malformed_frames_fail_only_their_call(
         cases = {
             "garbage msgpack": header + encode_frame(FrameType.MESSAGE, b"\xc1\xc1"),
             "not a header": encode_message({1: 1}),
-            "bad header": encode_frame(FrameType.HEADER, pack({"path": 7})),
+            "bad header": encode_frame(FrameType.HEADER, pack({1: 7})),
             "unknown frame type": header + b"\x7f\x00\x00\x00\x00",
             "truncated": header + encode_message({1: 1})[:-1],
             "wrong field type": header + encode_message({1: "many"}),

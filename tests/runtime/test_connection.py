@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 from quic_pair import make_pair
 
@@ -27,10 +28,13 @@ from rpcnet_runtime.framing import (
     encode_frame,
     encode_header,
     encode_message,
+    method_id,
 )
 from rpcnet_runtime.status import Status
 
 HEADER = RequestHeader(path="p.S/M", timeout=2.0, metadata={"k": "v"})
+# What the server decodes: the method travels as its id only.
+RECEIVED = replace(HEADER, path="", method_id=method_id("p.S/M"))
 
 
 def test_unary_round_trip_reports_each_step(dev_certs: DevCerts) -> None:
@@ -42,7 +46,7 @@ def test_unary_round_trip_reports_each_step(dev_certs: DevCerts) -> None:
     pair.pump()
     events = pair.take_server()
     assert events == [
-        RequestReceived(sid, HEADER),
+        RequestReceived(sid, RECEIVED),
         MessageReceived(sid, pack({1: "hi"}), len(pack({1: "hi"})) + 5),
         InputEnded(sid),
     ]
@@ -111,7 +115,7 @@ def test_oversized_frame_fails_only_that_call(dev_certs: DevCerts) -> None:
     pair.pump()
     server_events = pair.take_server()
     assert CallFailed(bad, Status.RESOURCE_EXHAUSTED, server_events[-4].message) in server_events
-    assert RequestReceived(good, HEADER) in server_events
+    assert RequestReceived(good, RECEIVED) in server_events
     trailers = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
     assert [t.stream_id for t in trailers] == [bad]
     assert trailers[0].trailer.status is Status.RESOURCE_EXHAUSTED
@@ -180,7 +184,7 @@ def test_server_parks_calls_until_ready(dev_certs: DevCerts) -> None:
     assert pair.take_server() == []
     released = pair.server.mark_ready()
     assert [type(e) for e in released] == [RequestReceived, MessageReceived, InputEnded]
-    assert released[0] == RequestReceived(sid, HEADER)
+    assert released[0] == RequestReceived(sid, RECEIVED)
 
 
 def test_slow_reader_bounds_unread_bytes(dev_certs: DevCerts) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import struct
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -23,6 +25,7 @@ from rpcnet_runtime.framing import (
     encode_header,
     encode_message,
     encode_trailer,
+    method_id,
 )
 from rpcnet_runtime.status import Status
 
@@ -36,15 +39,29 @@ def test_header_round_trip_keeps_every_field() -> None:
         is_hedge=True,
         metadata={"a": "b"},
     )
-    frames = FrameDecoder().feed(encode_header(header))
+    frames = FrameDecoder().feed(encode_header(header, send_path=True))
     assert [kind for kind, _ in frames] == [FrameType.HEADER]
-    assert decode_header(frames[0][1]) == header
+    assert decode_header(frames[0][1]) == replace(header, method_id=method_id(header.path))
 
 
 def test_header_defaults_are_left_out_of_the_wire() -> None:
     data = encode_header(RequestHeader(path="p.S/M"))
-    assert data[PREFIX_SIZE:] == pack({"path": "p.S/M"})
-    assert decode_header(data[PREFIX_SIZE:]) == RequestHeader(path="p.S/M")
+    mid = method_id("p.S/M")
+    assert data[PREFIX_SIZE:] == pack({2: mid})
+    assert decode_header(data[PREFIX_SIZE:]) == RequestHeader(method_id=mid)
+
+
+def test_method_id_is_blake2b_64_of_the_path() -> None:
+    assert method_id("p.S/M") == int.from_bytes(
+        hashlib.blake2b(b"p.S/M", digest_size=8).digest(), "big"
+    )
+    assert method_id("p.S/M") != method_id("p.S/N")
+
+
+def test_a_path_alone_is_accepted_and_a_mismatched_id_refused() -> None:
+    assert decode_header(pack({1: "p.S/M"})).method_id == method_id("p.S/M")
+    with pytest.raises(FrameError, match="does not match"):
+        decode_header(pack({1: "p.S/M", 2: 5}))
 
 
 def test_trailer_round_trip_keeps_every_field() -> None:
@@ -63,7 +80,11 @@ def test_trailer_round_trip_keeps_every_field() -> None:
 
 
 def test_unknown_status_number_becomes_unknown() -> None:
-    assert decode_trailer(pack({"status": 99})).status is Status.UNKNOWN
+    assert decode_trailer(pack({1: 99})).status is Status.UNKNOWN
+
+
+def test_ok_trailer_is_tiny() -> None:
+    assert len(encode_trailer(Trailer(Status.OK))) == PREFIX_SIZE + 3
 
 
 @given(
@@ -137,13 +158,15 @@ def test_pending_frame_remaining_counts_missing_bytes() -> None:
     [
         (b"\xc1", "not msgpack"),
         (pack([1, 2]), "expected a map"),
-        (pack({}), "missing 'path'"),
-        (pack({"path": 5}), "'path'"),
-        (pack({"path": "p.S/M", "timeout": "soon"}), "'timeout'"),
-        (pack({"path": "p.S/M", "timeout": -1}), "negative"),
-        (pack({"path": "p.S/M", "attempt": 0}), "'attempt'"),
-        (pack({"path": "p.S/M", "attempt": True}), "'attempt'"),
-        (pack({"path": "p.S/M", "md": {"a": 1}}), "'md'"),
+        (pack({}), "neither a path nor a method id"),
+        (pack({1: 5}), "path (key 1)"),
+        (pack({2: "x"}), "method id (key 2)"),
+        (pack({2: 1, 3: "soon"}), "timeout (key 3)"),
+        (pack({2: 1, 3: -1}), "negative"),
+        (pack({2: 1, 5: 0}), "attempt"),
+        (pack({2: 1, 5: True}), "attempt (key 5)"),
+        (pack({2: 1, 6: 1}), "hedge flag (key 6)"),
+        (pack({2: 1, 7: {"a": 1}}), "metadata (key 7)"),
     ],
 )
 def test_malformed_headers_name_the_problem(payload: bytes, needle: str) -> None:
@@ -154,5 +177,5 @@ def test_malformed_headers_name_the_problem(payload: bytes, needle: str) -> None
 
 
 def test_malformed_trailer_without_status() -> None:
-    with pytest.raises(FrameError, match="missing 'status'"):
-        decode_trailer(pack({"message": "x"}))
+    with pytest.raises(FrameError, match="missing status"):
+        decode_trailer(pack({2: "x"}))
