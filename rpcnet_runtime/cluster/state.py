@@ -25,7 +25,7 @@ list of live members, for O(1) random choice).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from .suspicion import Suspicion
@@ -214,6 +214,19 @@ class MemberTable:
             record.suspicion = None
         self._index(record)
         return Transition(record, old)
+
+    def adopt(self, members: Iterable[Member], now: float) -> list[MemberRecord]:
+        """Add unknown members as ALIVE in bulk, without events (bootstrapping); returns them."""
+        added = []
+        for m in members:
+            if m.id in self._records or len(self._records) >= self.max_members:
+                continue
+            record = MemberRecord(m.id, m.address, _frozen(m.tags), _A, m.incarnation, now)
+            self._records[m.id] = record
+            self._live_index[m.id] = len(self._live)
+            self._live.append(m.id)
+            added.append(record)
+        return added
 
     def clear_suspicion(self, member_id: str, now: float) -> bool:
         """Set a SUSPECT member back to ALIVE at the same incarnation (local evidence only)."""

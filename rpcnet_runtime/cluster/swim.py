@@ -170,6 +170,7 @@ class SwimNode:
         self._partition = PartitionDetector(self_id, stable_after=config.partition_stable_after)
         self._partition_dirty = True
         self._partition_view: tuple[frozenset[str], frozenset[str]] | None = None
+        self._partition_deadline: float | None = None
         self._outgoing: list[tuple[str, bytes]] = []
         self._events: list[ClusterEvent] = []
         self._probe: _Probe | None = None
@@ -199,13 +200,8 @@ class SwimNode:
 
     def seed_members(self, members: Iterable[Member], now: float) -> None:
         """Adopt `members` as ALIVE without events or gossip (bootstrapping simulations/tests)."""
-        for m in members:
-            if m.id != self.id and m.id not in self._table:
-                t = self._table.apply(
-                    m.id, Update.ALIVE, m.incarnation, now, address=m.address, tags=m.tags
-                )
-                if t is not None:
-                    self._by_address[m.address] = m.id
+        for record in self._table.adopt((m for m in members if m.id != self.id), now):
+            self._by_address[record.address] = record.id
         self._order = list(self._table.live)
         self._rng.shuffle(self._order)
         self._order_index = 0
@@ -321,9 +317,8 @@ class SwimNode:
                 times.append(record.suspicion.deadline)
         if self._next_join is not None:
             times.append(self._next_join)
-        partition = self._partition.next_deadline()
-        if partition is not None:
-            times.append(partition)
+        if self._partition_deadline is not None:
+            times.append(self._partition_deadline)
         best = min(times)
         return None if best == math.inf else best
 
@@ -733,7 +728,7 @@ class SwimNode:
         self._unreachable.discard(member_id)
 
     def _update_partition(self, now: float) -> None:
-        deadline = self._partition.next_deadline()
+        deadline = self._partition_deadline
         if not self._partition_dirty and (deadline is None or now < deadline):
             return
         if self._partition_dirty or self._partition_view is None:
@@ -743,6 +738,7 @@ class SwimNode:
             known = frozenset(r.id for r in self._table if r.state is not MemberState.LEFT)
             self._partition_view = (alive, known | {self.id})
         self._events.extend(self._partition.observe(*self._partition_view, now))
+        self._partition_deadline = self._partition.next_deadline()
 
     def _alive_message(self) -> Alive:
         return Alive(self.id, self._incarnation, self.address, self._tags)
