@@ -8,6 +8,7 @@ templates; `cli` does the disk work.
 from __future__ import annotations
 
 import functools
+import os
 
 import black
 import jinja2
@@ -16,6 +17,7 @@ from . import __version__
 from .loader import Program
 from .model import MethodModel, ModuleModel, build_modules
 from .resources import template_dir
+from .wirecode import pystr
 
 __all__ = ["BLACK_MODE", "format_source", "generate", "render_module"]
 
@@ -23,12 +25,9 @@ __all__ = ["BLACK_MODE", "format_source", "generate", "render_module"]
 BLACK_MODE = black.Mode(line_length=100)
 
 
-def _pystr(value: str) -> str:
-    """A Python string literal of `value` (double-quoted, as black writes them)."""
-    text = repr(value)
-    if text.startswith("'") and '"' not in value:
-        text = '"' + text[1:-1].replace("\\'", "'") + '"'
-    return text
+def _pytuple(items: list[str] | tuple[str, ...]) -> str:
+    """A tuple display of the expressions `items`, as black writes it."""
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 def _docstring(text: str, indent: int) -> str:
@@ -42,6 +41,36 @@ def _docstring(text: str, indent: int) -> str:
     pad = " " * indent
     rest = "\n".join(pad + line if line else "" for line in lines[1:])
     return f'"""{lines[0]}\n{rest}\n{pad}"""'
+
+
+def _def_line(head: str, params: list[str], ret: str, indent: int) -> str:
+    """A ``def`` line split the way black splits it when it is too long (continuation lines
+    indented for a body at `indent`); what black would split further is left long for it."""
+    limit = BLACK_MODE.line_length
+    pad, inner = " " * indent, " " * (indent + 4)
+    one = f"{head}({', '.join(params)}) -> {ret}:"
+    if indent + len(one) <= limit:
+        return one
+    closing = f") -> {ret}:"
+    hugged = ", ".join(params)
+    if len(inner) + len(hugged) <= limit and indent + len(closing) <= limit:
+        return f"{head}(\n{inner}{hugged}\n{pad}{closing}"
+    if all(len(inner) + len(p) + 1 <= limit for p in params) and indent + len(closing) <= limit:
+        body = "".join(f"{inner}{p},\n" for p in params)
+        return f"{head}(\n{body}{pad}{closing}"
+    return one
+
+
+def _call_line(head: str, args: list[str], indent: int) -> str:
+    """A call statement split the way black splits it when it is too long."""
+    limit = BLACK_MODE.line_length
+    one = f"{head}({', '.join(args)})"
+    if indent + len(one) <= limit:
+        return one
+    hugged = ", ".join(args)
+    if indent + 4 + len(hugged) <= limit:
+        return f"{head}(\n{' ' * (indent + 4)}{hugged}\n{' ' * indent})"
+    return one
 
 
 def _method_doc(method: MethodModel) -> str:
@@ -61,15 +90,35 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["pystr"] = _pystr
+    env.filters["pystr"] = pystr
+    env.filters["pytuple"] = _pytuple
     env.filters["docstring"] = _docstring
     env.filters["method_doc"] = _method_doc
+    env.globals["def_line"] = _def_line
+    env.globals["call_line"] = _call_line
     return env
 
 
-def format_source(source: str) -> str:
-    """`source` formatted by black, in-process."""
-    return black.format_str(source, mode=BLACK_MODE)
+def format_source(source: str, *, full: bool = False) -> str:
+    """`source` as black formats it, in-process.
+
+    The templates already write black's style, so black only runs on the top-level blocks
+    (separated by two blank lines) that have a line over the limit, where it has real work to
+    do; black costs about a millisecond per line, which made it nearly all of rpcnet-gen's time
+    (docs/perf/codegen.md). `full` (or ``RPCNET_GEN_FULL_BLACK=1``) formats the whole module.
+    The test suite checks that black leaves every generated module unchanged.
+    """
+    if full or os.environ.get("RPCNET_GEN_FULL_BLACK") == "1":
+        return black.format_str(source, mode=BLACK_MODE)
+    limit = BLACK_MODE.line_length
+    blocks = source.rstrip("\n").split("\n\n\n")
+    out = [
+        black.format_str(block, mode=BLACK_MODE).rstrip("\n")
+        if any(len(line) > limit for line in block.split("\n"))
+        else block
+        for block in blocks
+    ]
+    return "\n\n\n".join(out) + "\n"
 
 
 def render_module(model: ModuleModel, *, fmt: bool = True) -> str:

@@ -15,7 +15,7 @@ from . import ast, naming
 from .diagnostics import Diagnostic, IdlError
 from .loader import Program
 from .policies import MethodPolicySpec, annotation, method_policy
-from .wirecode import Resolved, TypeCoder
+from .wirecode import Resolved, TypeCoder, pystr
 
 __all__ = [
     "EnumModel",
@@ -63,8 +63,11 @@ class FieldModel:
     """An error's ``__init__``: the expression assigned to the attribute."""
     encode: str
     """The wire value, an expression over ``self.<py_name>``."""
-    decode: str
-    """The Python value, an expression over ``_v``."""
+    branches: tuple[tuple[str, str], ...]
+    """``(condition, value)``: decode wire value ``_v`` as `value` when `condition` holds; a
+    last pair with condition "" applies otherwise (containers: a helper that checks it all)."""
+    reject: str
+    """The ``_fail(...)`` call when no condition holds (unused after an unconditional pair)."""
     absent: str
     """The value of the field when the wire map lacks it."""
     doc: str | None
@@ -148,6 +151,8 @@ class ModuleModel:
     services: list[ServiceModel] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     uses: set[str] = field(default_factory=set)
+    helpers: list[str] = field(default_factory=list)
+    """Source of the module-level container decoding functions."""
 
 
 def _fail(
@@ -258,12 +263,17 @@ class _ModuleBuilder:
         base = coder.annotation(f.type)
         nullable = kind == "union" or coder.nullable(f.type, f.optional)
         path = f"{owner}.{f.name}"
-        decode = coder.decode(f.type, "_v", path)
+        quoted = pystr(path)
+        branches = tuple(
+            (condition, value.format(path=quoted) if not condition else value)
+            for condition, value in coder.branches(f.type)
+        )
+        decode = (branches, coder.fail(f.type, quoted))
         encode = coder.encode(f.type, f"self.{py}")
         if nullable:
             return FieldModel(
                 f.name, py, f.number, f"{base} | None", "None", True, "None", f"{base} | None",
-                py, encode, decode, "None", f.doc,
+                py, encode, *decode, "None", f.doc,
             )  # fmt: skip
         if isinstance(f.type, ast.ListType | ast.MapType):
             factory = "list" if isinstance(f.type, ast.ListType) else "dict"
@@ -271,11 +281,11 @@ class _ModuleBuilder:
             return FieldModel(
                 f.name, py, f.number, base, f"_dataclasses.field(default_factory={factory})",
                 False, "None", f"{base} | None", f"{empty} if {py} is None else {py}",
-                encode, decode, empty, f.doc,
+                encode, *decode, empty, f.doc,
             )  # fmt: skip
         default = coder.default(f.type)
         return FieldModel(
-            f.name, py, f.number, base, default, False, default, base, py, encode, decode,
+            f.name, py, f.number, base, default, False, default, base, py, encode, *decode,
             default, f.doc,
         )  # fmt: skip
 
@@ -332,7 +342,8 @@ class _ModuleBuilder:
         if spec.idempotent:
             args.append("idempotent=True")
         if spec.key_field is not None:
-            args.append(f"idempotency_key_field={self.key_attribute(request, spec.key_field)!r}")
+            key = self.key_attribute(request, spec.key_field)
+            args.append(f"idempotency_key_field={pystr(key)}")
         if spec.retry is not None:
             r = spec.retry
             retry = [
@@ -345,8 +356,9 @@ class _ModuleBuilder:
                 statuses = ", ".join(f"_rt.Status.{s}" for s in r.on_statuses)
                 retry.append(f"retryable_statuses=frozenset({{{statuses}}})")
             if r.on_errors:
-                errors = "".join(f"{self.error_ref(e, method.span)}, " for e in r.on_errors)
-                retry.append(f"retryable_errors=({errors})")
+                errors = [self.error_ref(e, method.span) for e in r.on_errors]
+                tuple_ = f"({errors[0]},)" if len(errors) == 1 else f"({', '.join(errors)})"
+                retry.append(f"retryable_errors={tuple_}")
             args.append(f"retry=_rt.RetryPolicy({', '.join(retry)})")
         if spec.hedge is not None:
             h = spec.hedge
@@ -355,7 +367,7 @@ class _ModuleBuilder:
             hedge = f"max_attempts={h.attempts!r}, delay={h.delay!r}{extra}"
             args.append(f"hedge=_rt.HedgePolicy({hedge})")
         if spec.deprecated is not None:
-            args.append(f"deprecated={spec.deprecated!r}")
+            args.append(f"deprecated={pystr(spec.deprecated)}")
         return f"_rt.MethodPolicy({', '.join(args)})"
 
     def key_attribute(self, request: ast.TypeRef, key: str) -> str:
@@ -414,6 +426,7 @@ class _ModuleBuilder:
         self.check_collisions()
         model.imports = sorted(self._imports.items())
         model.uses = set(self.coder.uses)
+        model.helpers = [code for _, code in self.coder.helpers.values()]
         if any(t.kind == "error" for t in model.types):
             model.uses.add("errors")
         return model

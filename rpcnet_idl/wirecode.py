@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from . import ast
 
-__all__ = ["INT_RANGES", "Resolved", "TypeCoder"]
+__all__ = ["INT_RANGES", "Resolved", "TypeCoder", "pystr"]
+
+
+def pystr(value: str) -> str:
+    """A Python string literal of `value`, double-quoted as black writes it."""
+    text = repr(value)
+    if text.startswith("'") and '"' not in value:
+        text = '"' + text[1:-1].replace("\\'", "'") + '"'
+    return text
+
 
 #: Inclusive bounds of the integer scalars.
 INT_RANGES = {
@@ -51,6 +60,8 @@ class TypeCoder:
         self._resolve = resolve
         self.uses: set[str] = set()
         """Helpers the fragments need: ``datetime``, ``timedelta``, ``duration``, ``fail``."""
+        self.helpers: dict[str, tuple[str, str]] = {}
+        """Container annotation -> (name, source) of its decoding function, in order made."""
 
     # --- annotations and defaults ---------------------------------------------------------
 
@@ -139,43 +150,67 @@ class TypeCoder:
 
     # --- decoding -------------------------------------------------------------------------
 
-    def decode(self, t: ast.TypeRef, expr: str, path: str, depth: int = 0) -> str:
-        """An expression turning the wire value `expr` into a Python value, or failing."""
-        self.uses.add("fail")
-        fail = f"_fail({path!r}, {self.describe(t)!r}, {expr})"
+    def branches(self, t: ast.TypeRef, var: str = "_v") -> list[tuple[str, str]]:
+        """``(condition, value)`` pairs that accept the wire value `var` of a scalar or named
+        type; for a container, one pair ``("", helper call)`` whose helper checks it all."""
         if isinstance(t, ast.ScalarType):
             name = t.name
             if name in _SIMPLE:
-                return f"{expr} if type({expr}) is {_SIMPLE[name][2]} else {fail}"
+                return [(f"type({var}) is {_SIMPLE[name][2]}", var)]
             if name in INT_RANGES:
                 low, high = INT_RANGES[name]
-                return f"{expr} if type({expr}) is int and {low} <= {expr} <= {high} else {fail}"
+                return [(f"type({var}) is int and {low} <= {var} <= {high}", var)]
             if name in ("float32", "float64"):
-                return (
-                    f"{expr} if type({expr}) is float else "
-                    f"float({expr}) if type({expr}) is int else {fail}"
-                )
+                return [(f"type({var}) is float", var), (f"type({var}) is int", f"float({var})")]
             if name == "timestamp":
                 self.uses.add("datetime")
-                return f"{expr} if type({expr}) is _datetime else {fail}"
+                return [(f"type({var}) is _datetime", var)]
             self.uses.add("duration")
-            return f"_duration_from_wire({expr}) if type({expr}) is int else {fail}"
+            return [(f"type({var}) is int", f"_duration_from_wire({var})")]
         if isinstance(t, ast.NamedType):
             resolved = self._resolve(t)
             if resolved.kind == "enum":
-                return (
-                    f"{resolved.lookup}.get({expr}, {resolved.zero}) "
-                    f"if type({expr}) is int else {fail}"
-                )
-            return f"{resolved.ref}.from_wire({expr}) if type({expr}) is dict else {fail}"
-        item = f"_x{depth}"
+                return [(f"type({var}) is int", f"{resolved.lookup}.get({var}, {resolved.zero})")]
+            return [(f"type({var}) is dict", f"{resolved.ref}.from_wire({var})")]
+        return [("", f"{self.helper(t)}({var}, {{path}})")]
+
+    def fail(self, t: ast.TypeRef, path: str, var: str = "_v") -> str:
+        """The call that rejects wire value `var` of `t`; `path` is a Python expression."""
+        self.uses.add("fail")
+        return f"_fail({path}, {pystr(self.describe(t))}, {var})"
+
+    def _expression(self, t: ast.TypeRef, var: str, path: str) -> str:
+        """One expression decoding `var` (used inside container helpers)."""
+        options = self.branches(t, var)
+        if options[0][0] == "":
+            return options[0][1].format(path=path)
+        text = self.fail(t, path, var)
+        for condition, value in reversed(options):
+            text = f"{value} if {condition} else {text}"
+        return f"({text})"
+
+    def helper(self, t: ast.ListType | ast.MapType) -> str:
+        """The name of the module-level function decoding container type `t`, made on demand."""
+        key = self.annotation(t)
+        found = self.helpers.get(key)
+        if found is not None:
+            return found[0]
+        name = f"_decode_{len(self.helpers) + 1}"
+        self.helpers[key] = (name, "")  # reserve the name before building nested helpers
         if isinstance(t, ast.ListType):
-            inner = self.decode(t.element, item, path + "[item]", depth + 1)
-            return f"[({inner}) for {item} in {expr}] if type({expr}) is list else {fail}"
-        key, value = f"_k{depth}", f"_x{depth}"
-        inner_key = self.decode(t.key, key, path + "[key]", depth + 1)
-        inner_value = self.decode(t.value, value, path + "[value]", depth + 1)
-        return (
-            f"{{({inner_key}): ({inner_value}) for {key}, {value} in {expr}.items()}} "
-            f"if type({expr}) is dict else {fail}"
+            item = self._expression(t.element, "_x", 'path + "[item]"')
+            kind, expected, body = "list", "an array", f"[{item} for _x in value]"
+        else:
+            k = self._expression(t.key, "_k", 'path + "[key]"')
+            v = self._expression(t.value, "_x", 'path + "[value]"')
+            kind, expected, body = "dict", "a map", f"{{{k}: {v} for _k, _x in value.items()}}"
+        self.uses.add("fail")
+        code = (
+            f"def {name}(value: _Any, path: str) -> {key}:\n"
+            f'    """Decode a wire `{key}`; `path` names the field in errors."""\n'
+            f"    if type(value) is not {kind}:\n"
+            f'        _fail(path, "{expected}", value)\n'
+            f"    return {body}\n"
         )
+        self.helpers[key] = (name, code)
+        return name

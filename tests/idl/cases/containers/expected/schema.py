@@ -30,6 +30,151 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[str]:
+    """Decode a wire `list[str]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [(_x if type(_x) is str else _fail(path + "[item]", "a string", _x)) for _x in value]
+
+
+def _decode_2(value: _Any, path: str) -> list[Item]:
+    """Decode a wire `list[Item]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (Item.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
+        for _x in value
+    ]
+
+
+def _decode_3(value: _Any, path: str) -> list[_timedelta]:
+    """Decode a wire `list[_timedelta]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (
+            _duration_from_wire(_x)
+            if type(_x) is int
+            else _fail(path + "[item]", "a duration (int nanoseconds)", _x)
+        )
+        for _x in value
+    ]
+
+
+def _decode_4(value: _Any, path: str) -> list[_datetime]:
+    """Decode a wire `list[_datetime]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (_x if type(_x) is _datetime else _fail(path + "[item]", "a timestamp", _x)) for _x in value
+    ]
+
+
+def _decode_5(value: _Any, path: str) -> dict[str, int]:
+    """Decode a wire `dict[str, int]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
+            _x
+            if type(_x) is int and -9223372036854775808 <= _x <= 9223372036854775807
+            else _fail(path + "[value]", "an int64", _x)
+        )
+        for _k, _x in value.items()
+    }
+
+
+def _decode_6(value: _Any, path: str) -> dict[int, Item]:
+    """Decode a wire `dict[int, Item]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (
+            _k
+            if type(_k) is int and -2147483648 <= _k <= 2147483647
+            else _fail(path + "[key]", "an int32", _k)
+        ): (Item.from_wire(_x) if type(_x) is dict else _fail(path + "[value]", "a map", _x))
+        for _k, _x in value.items()
+    }
+
+
+def _decode_7(value: _Any, path: str) -> dict[Color, str]:
+    """Decode a wire `dict[Color, str]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (
+            _Color_by_number.get(_k, Color.COLOR_UNSPECIFIED)
+            if type(_k) is int
+            else _fail(path + "[key]", "an enum number", _k)
+        ): (_x if type(_x) is str else _fail(path + "[value]", "a string", _x))
+        for _k, _x in value.items()
+    }
+
+
+def _decode_8(value: _Any, path: str) -> dict[bool, bytes]:
+    """Decode a wire `dict[bool, bytes]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (_k if type(_k) is bool else _fail(path + "[key]", "a bool", _k)): (
+            _x if type(_x) is bytes else _fail(path + "[value]", "bytes", _x)
+        )
+        for _k, _x in value.items()
+    }
+
+
+def _decode_9(value: _Any, path: str) -> list[list[int]]:
+    """Decode a wire `list[list[int]]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [_decode_10(_x, path + "[item]") for _x in value]
+
+
+def _decode_10(value: _Any, path: str) -> list[int]:
+    """Decode a wire `list[int]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (
+            _x
+            if type(_x) is int and -2147483648 <= _x <= 2147483647
+            else _fail(path + "[item]", "an int32", _x)
+        )
+        for _x in value
+    ]
+
+
+def _decode_11(value: _Any, path: str) -> dict[str, list[Item]]:
+    """Decode a wire `dict[str, list[Item]]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): _decode_2(
+            _x, path + "[value]"
+        )
+        for _k, _x in value.items()
+    }
+
+
+def _decode_12(value: _Any, path: str) -> dict[int, _timedelta]:
+    """Decode a wire `dict[int, _timedelta]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (
+            _k
+            if type(_k) is int and 0 <= _k <= 18446744073709551615
+            else _fail(path + "[key]", "a uint64", _k)
+        ): (
+            _duration_from_wire(_x)
+            if type(_x) is int
+            else _fail(path + "[value]", "a duration (int nanoseconds)", _x)
+        )
+        for _k, _x in value.items()
+    }
+
+
 class Color(_enum.IntEnum):
     """Enum `Color`."""
 
@@ -58,8 +203,14 @@ class Item:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Item", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Item.name", "a string", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Item.name", "a string", _v)
         return cls(
             name=_f1,
         )
@@ -118,267 +269,97 @@ class Containers:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Containers", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else _v if type(_v) is str else _fail("Containers.maybe_text", "a string", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            None
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("Containers.maybe_count", "an int64", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            None
-            if _v is None
-            else (
-                _Color_by_number.get(_v, Color.COLOR_UNSPECIFIED)
-                if type(_v) is int
-                else _fail("Containers.maybe_color", "an enum number", _v)
-            )
-        )
-        _v = data.get(4)
-        _f4 = (
-            None
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Containers.maybe_span", "a duration (int nanoseconds)", _v)
-            )
-        )
-        _v = data.get(5)
-        _f5 = (
-            []
-            if _v is None
-            else (
-                [
-                    (_x0 if type(_x0) is str else _fail("Containers.names[item]", "a string", _x0))
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Containers.names", "an array", _v)
-            )
-        )
-        _v = data.get(6)
-        _f6 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        Item.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail("Containers.items[item]", "a map", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Containers.items", "an array", _v)
-            )
-        )
-        _v = data.get(7)
-        _f7 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        _duration_from_wire(_x0)
-                        if type(_x0) is int
-                        else _fail("Containers.spans[item]", "a duration (int nanoseconds)", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Containers.spans", "an array", _v)
-            )
-        )
-        _v = data.get(8)
-        _f8 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        _x0
-                        if type(_x0) is _datetime
-                        else _fail("Containers.times[item]", "a timestamp", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Containers.times", "an array", _v)
-            )
-        )
-        _v = data.get(9)
-        _f9 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _k0
-                        if type(_k0) is str
-                        else _fail("Containers.counts[key]", "a string", _k0)
-                    ): (
-                        _x0
-                        if type(_x0) is int and -9223372036854775808 <= _x0 <= 9223372036854775807
-                        else _fail("Containers.counts[value]", "an int64", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.counts", "a map", _v)
-            )
-        )
-        _v = data.get(10)
-        _f10 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _k0
-                        if type(_k0) is int and -2147483648 <= _k0 <= 2147483647
-                        else _fail("Containers.items_by_id[key]", "an int32", _k0)
-                    ): (
-                        Item.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail("Containers.items_by_id[value]", "a map", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.items_by_id", "a map", _v)
-            )
-        )
-        _v = data.get(11)
-        _f11 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _Color_by_number.get(_k0, Color.COLOR_UNSPECIFIED)
-                        if type(_k0) is int
-                        else _fail("Containers.labels[key]", "an enum number", _k0)
-                    ): (
-                        _x0
-                        if type(_x0) is str
-                        else _fail("Containers.labels[value]", "a string", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.labels", "a map", _v)
-            )
-        )
-        _v = data.get(12)
-        _f12 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (_k0 if type(_k0) is bool else _fail("Containers.flags[key]", "a bool", _k0)): (
-                        _x0
-                        if type(_x0) is bytes
-                        else _fail("Containers.flags[value]", "bytes", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.flags", "a map", _v)
-            )
-        )
-        _v = data.get(13)
-        _f13 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        [
-                            (
-                                _x1
-                                if type(_x1) is int and -2147483648 <= _x1 <= 2147483647
-                                else _fail("Containers.matrix[item][item]", "an int32", _x1)
-                            )
-                            for _x1 in _x0
-                        ]
-                        if type(_x0) is list
-                        else _fail("Containers.matrix[item]", "an array", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Containers.matrix", "an array", _v)
-            )
-        )
-        _v = data.get(14)
-        _f14 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _k0
-                        if type(_k0) is str
-                        else _fail("Containers.groups[key]", "a string", _k0)
-                    ): (
-                        [
-                            (
-                                Item.from_wire(_x1)
-                                if type(_x1) is dict
-                                else _fail("Containers.groups[value][item]", "a map", _x1)
-                            )
-                            for _x1 in _x0
-                        ]
-                        if type(_x0) is list
-                        else _fail("Containers.groups[value]", "an array", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.groups", "a map", _v)
-            )
-        )
-        _v = data.get(15)
-        _f15 = (
-            None
-            if _v is None
-            else Item.from_wire(_v) if type(_v) is dict else _fail("Containers.item", "a map", _v)
-        )
-        _v = data.get(16)
-        _f16 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _k0
-                        if type(_k0) is int and 0 <= _k0 <= 18446744073709551615
-                        else _fail("Containers.timeouts[key]", "a uint64", _k0)
-                    ): (
-                        _duration_from_wire(_x0)
-                        if type(_x0) is int
-                        else _fail(
-                            "Containers.timeouts[value]", "a duration (int nanoseconds)", _x0
-                        )
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Containers.timeouts", "a map", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str | None = None
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Containers.maybe_text", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int | None = None
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f2 = _v
+        else:
+            _fail("Containers.maybe_count", "an int64", _v)
+        _v = _get(3)
+        if _v is None:
+            _f3: Color | None = None
+        elif type(_v) is int:
+            _f3 = _Color_by_number.get(_v, Color.COLOR_UNSPECIFIED)
+        else:
+            _fail("Containers.maybe_color", "an enum number", _v)
+        _v = _get(4)
+        if _v is None:
+            _f4: _timedelta | None = None
+        elif type(_v) is int:
+            _f4 = _duration_from_wire(_v)
+        else:
+            _fail("Containers.maybe_span", "a duration (int nanoseconds)", _v)
+        _v = _get(5)
+        if _v is None:
+            _f5: list[str] = []
+        else:
+            _f5 = _decode_1(_v, "Containers.names")
+        _v = _get(6)
+        if _v is None:
+            _f6: list[Item] = []
+        else:
+            _f6 = _decode_2(_v, "Containers.items")
+        _v = _get(7)
+        if _v is None:
+            _f7: list[_timedelta] = []
+        else:
+            _f7 = _decode_3(_v, "Containers.spans")
+        _v = _get(8)
+        if _v is None:
+            _f8: list[_datetime] = []
+        else:
+            _f8 = _decode_4(_v, "Containers.times")
+        _v = _get(9)
+        if _v is None:
+            _f9: dict[str, int] = {}
+        else:
+            _f9 = _decode_5(_v, "Containers.counts")
+        _v = _get(10)
+        if _v is None:
+            _f10: dict[int, Item] = {}
+        else:
+            _f10 = _decode_6(_v, "Containers.items_by_id")
+        _v = _get(11)
+        if _v is None:
+            _f11: dict[Color, str] = {}
+        else:
+            _f11 = _decode_7(_v, "Containers.labels")
+        _v = _get(12)
+        if _v is None:
+            _f12: dict[bool, bytes] = {}
+        else:
+            _f12 = _decode_8(_v, "Containers.flags")
+        _v = _get(13)
+        if _v is None:
+            _f13: list[list[int]] = []
+        else:
+            _f13 = _decode_9(_v, "Containers.matrix")
+        _v = _get(14)
+        if _v is None:
+            _f14: dict[str, list[Item]] = {}
+        else:
+            _f14 = _decode_11(_v, "Containers.groups")
+        _v = _get(15)
+        if _v is None:
+            _f15: Item | None = None
+        elif type(_v) is dict:
+            _f15 = Item.from_wire(_v)
+        else:
+            _fail("Containers.item", "a map", _v)
+        _v = _get(16)
+        if _v is None:
+            _f16: dict[int, _timedelta] = {}
+        else:
+            _f16 = _decode_12(_v, "Containers.timeouts")
         return cls(
             maybe_text=_f1,
             maybe_count=_f2,

@@ -40,6 +40,11 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 class Mood(_enum.IntEnum):
     """A documented enum."""
 
@@ -76,18 +81,21 @@ class Note:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Note", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Note.text", "a string", _v)
-        _v = data.get(2)
-        _f2 = (
-            Mood.MOOD_UNSPECIFIED
-            if _v is None
-            else (
-                _Mood_by_number.get(_v, Mood.MOOD_UNSPECIFIED)
-                if type(_v) is int
-                else _fail("Note.mood", "an enum number", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Note.text", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: Mood = Mood.MOOD_UNSPECIFIED
+        elif type(_v) is int:
+            _f2 = _Mood_by_number.get(_v, Mood.MOOD_UNSPECIFIED)
+        else:
+            _fail("Note.mood", "an enum number", _v)
         return cls(
             text=_f1,
             mood=_f2,
@@ -130,13 +138,13 @@ class Either:
             _fail("Either", "a map with exactly one entry", data)
         ((number, _v),) = data.items()
         if number == 1:
-            return cls(
-                left=Note.from_wire(_v) if type(_v) is dict else _fail("Either.left", "a map", _v)
-            )
+            if type(_v) is dict:
+                return cls(left=Note.from_wire(_v))
+            _fail("Either.left", "a map", _v)
         if number == 2:
-            return cls(
-                right=Note.from_wire(_v) if type(_v) is dict else _fail("Either.right", "a map", _v)
-            )
+            if type(_v) is dict:
+                return cls(right=Note.from_wire(_v))
+            _fail("Either.right", "a map", _v)
         raise _rt.WireDecodeError("Either", f"unknown variant number {number!r}")
 
 
@@ -170,8 +178,14 @@ class Grumpy(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Grumpy", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Grumpy.why", "a string", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Grumpy.why", "a string", _v)
         return cls(
             why=_f1,
         )
@@ -198,6 +212,7 @@ JOURNAL_SCRIBBLE: _rt.MethodDescriptor[Note, Note] = _rt.MethodDescriptor(
     policy=_rt.MethodPolicy(deprecated="use Write"),
 )
 
+
 JOURNAL = _rt.ServiceDescriptor(
     name="cases.docs.v1.Journal",
     methods=(
@@ -209,7 +224,7 @@ JOURNAL = _rt.ServiceDescriptor(
 
 
 class JournalClient:
-    """The typed client of `cases.docs.v1.Journal`: works on any `rpcnet_runtime.Channel`.
+    """Typed client of `cases.docs.v1.Journal`, on any `rpcnet_runtime.Channel`.
 
     A documented service.
     """
@@ -252,7 +267,9 @@ class JournalClient:
 
 
 class JournalBase(_abc.ABC):
-    """The server skeleton of `cases.docs.v1.Journal`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
+    """Server skeleton of `cases.docs.v1.Journal`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
 
     A documented service.
     """
@@ -261,15 +278,11 @@ class JournalBase(_abc.ABC):
 
     async def write(self, request: Note, ctx: _rt.CallContext) -> Note:
         """Write a note."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.docs.v1.Journal/Write is not implemented"
-        )
+        raise _unimplemented(JOURNAL_WRITE)
 
     async def scribble(self, request: Note, ctx: _rt.CallContext) -> Note:
         """Call `cases.docs.v1.Journal/Scribble`.
 
         .. deprecated:: use Write
         """
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.docs.v1.Journal/Scribble is not implemented"
-        )
+        raise _unimplemented(JOURNAL_SCRIBBLE)

@@ -26,6 +26,20 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[Level]:
+    """Decode a wire `list[Level]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (
+            _Level_by_number.get(_x, Level.LEVEL_UNSPECIFIED)
+            if type(_x) is int
+            else _fail(path + "[item]", "an enum number", _x)
+        )
+        for _x in value
+    ]
+
+
 class Level(_enum.IntEnum):
     """Enum `Level`."""
 
@@ -71,43 +85,26 @@ class Leveled:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Leveled", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            Level.LEVEL_UNSPECIFIED
-            if _v is None
-            else (
-                _Level_by_number.get(_v, Level.LEVEL_UNSPECIFIED)
-                if type(_v) is int
-                else _fail("Leveled.level", "an enum number", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            Sparse.TEN
-            if _v is None
-            else (
-                _Sparse_by_number.get(_v, Sparse.TEN)
-                if type(_v) is int
-                else _fail("Leveled.sparse", "an enum number", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        _Level_by_number.get(_x0, Level.LEVEL_UNSPECIFIED)
-                        if type(_x0) is int
-                        else _fail("Leveled.history[item]", "an enum number", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Leveled.history", "an array", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: Level = Level.LEVEL_UNSPECIFIED
+        elif type(_v) is int:
+            _f1 = _Level_by_number.get(_v, Level.LEVEL_UNSPECIFIED)
+        else:
+            _fail("Leveled.level", "an enum number", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: Sparse = Sparse.TEN
+        elif type(_v) is int:
+            _f2 = _Sparse_by_number.get(_v, Sparse.TEN)
+        else:
+            _fail("Leveled.sparse", "an enum number", _v)
+        _v = _get(3)
+        if _v is None:
+            _f3: list[Level] = []
+        else:
+            _f3 = _decode_1(_v, "Leveled.history")
         return cls(
             level=_f1,
             sparse=_f2,

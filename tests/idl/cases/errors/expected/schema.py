@@ -31,6 +31,25 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[str]:
+    """Decode a wire `list[str]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [(_x if type(_x) is str else _fail(path + "[item]", "a string", _x)) for _x in value]
+
+
+def _decode_2(value: _Any, path: str) -> dict[str, str]:
+    """Decode a wire `dict[str, str]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
+            _x if type(_x) is str else _fail(path + "[value]", "a string", _x)
+        )
+        for _k, _x in value.items()
+    }
+
+
 class Overloaded(_rt.SchemaError):
     """Too busy: try again later."""
 
@@ -68,22 +87,21 @@ class Overloaded(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Overloaded", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("Overloaded.reason", "a string", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            _timedelta()
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Overloaded.retry_after", "a duration (int nanoseconds)", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Overloaded.reason", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: _timedelta = _timedelta()
+        elif type(_v) is int:
+            _f2 = _duration_from_wire(_v)
+        else:
+            _fail("Overloaded.retry_after", "a duration (int nanoseconds)", _v)
         return cls(
             reason=_f1,
             retry_after=_f2,
@@ -123,25 +141,19 @@ class NotFound(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("NotFound", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("NotFound.key", "a string", _v)
-        _v = data.get(2)
-        _f2 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        _x0
-                        if type(_x0) is str
-                        else _fail("NotFound.candidates[item]", "a string", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("NotFound.candidates", "an array", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("NotFound.key", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: list[str] = []
+        else:
+            _f2 = _decode_1(_v, "NotFound.candidates")
         return cls(
             key=_f1,
             candidates=_f2,
@@ -198,59 +210,40 @@ class Clashing(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Clashing", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("Clashing.message", "a string", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("Clashing.status", "an int32", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (
-                        _k0
-                        if type(_k0) is str
-                        else _fail("Clashing.metadata[key]", "a string", _k0)
-                    ): (
-                        _x0
-                        if type(_x0) is str
-                        else _fail("Clashing.metadata[value]", "a string", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Clashing.metadata", "a map", _v)
-            )
-        )
-        _v = data.get(4)
-        _f4 = (
-            False
-            if _v is None
-            else _v if type(_v) is bool else _fail("Clashing.not_processed", "a bool", _v)
-        )
-        _v = data.get(5)
-        _f5 = (
-            None
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Clashing.retry_after", "a duration (int nanoseconds)", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Clashing.message", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int = 0
+        elif type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _f2 = _v
+        else:
+            _fail("Clashing.status", "an int32", _v)
+        _v = _get(3)
+        if _v is None:
+            _f3: dict[str, str] = {}
+        else:
+            _f3 = _decode_2(_v, "Clashing.metadata")
+        _v = _get(4)
+        if _v is None:
+            _f4: bool = False
+        elif type(_v) is bool:
+            _f4 = _v
+        else:
+            _fail("Clashing.not_processed", "a bool", _v)
+        _v = _get(5)
+        if _v is None:
+            _f5: _timedelta | None = None
+        elif type(_v) is int:
+            _f5 = _duration_from_wire(_v)
+        else:
+            _fail("Clashing.retry_after", "a duration (int nanoseconds)", _v)
         return cls(
             message_=_f1,
             status_=_f2,

@@ -59,26 +59,21 @@ class Money:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Money", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            Currency.CURRENCY_UNSPECIFIED
-            if _v is None
-            else (
-                _Currency_by_number.get(_v, Currency.CURRENCY_UNSPECIFIED)
-                if type(_v) is int
-                else _fail("Money.currency", "an enum number", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("Money.units", "an int64", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: Currency = Currency.CURRENCY_UNSPECIFIED
+        elif type(_v) is int:
+            _f1 = _Currency_by_number.get(_v, Currency.CURRENCY_UNSPECIFIED)
+        else:
+            _fail("Money.currency", "an enum number", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int = 0
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f2 = _v
+        else:
+            _fail("Money.units", "an int64", _v)
         return cls(
             currency=_f1,
             units=_f2,
@@ -114,16 +109,14 @@ class Insufficient(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Insufficient", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else (
-                Money.from_wire(_v)
-                if type(_v) is dict
-                else _fail("Insufficient.missing", "a map", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: Money | None = None
+        elif type(_v) is dict:
+            _f1 = Money.from_wire(_v)
+        else:
+            _fail("Insufficient.missing", "a map", _v)
         return cls(
             missing=_f1,
         )

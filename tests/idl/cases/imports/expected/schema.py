@@ -33,6 +33,33 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[_money.Money]:
+    """Decode a wire `list[_money.Money]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (_money.Money.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
+        for _x in value
+    ]
+
+
+def _decode_2(value: _Any, path: str) -> dict[str, _money.Money]:
+    """Decode a wire `dict[str, _money.Money]`; `path` names the field in errors."""
+    if type(value) is not dict:
+        _fail(path, "a map", value)
+    return {
+        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
+            _money.Money.from_wire(_x) if type(_x) is dict else _fail(path + "[value]", "a map", _x)
+        )
+        for _k, _x in value.items()
+    }
+
+
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 @_dataclasses.dataclass(slots=True, kw_only=True)
 class Invoice:
     """Message `cases.imports.v1.Invoice`."""
@@ -58,60 +85,31 @@ class Invoice:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Invoice", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else (
-                _money.Money.from_wire(_v)
-                if type(_v) is dict
-                else _fail("Invoice.total", "a map", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        _money.Money.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail("Invoice.lines[item]", "a map", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Invoice.lines", "an array", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            _money.Currency.CURRENCY_UNSPECIFIED
-            if _v is None
-            else (
-                _money._Currency_by_number.get(_v, _money.Currency.CURRENCY_UNSPECIFIED)
-                if type(_v) is int
-                else _fail("Invoice.currency", "an enum number", _v)
-            )
-        )
-        _v = data.get(4)
-        _f4 = (
-            {}
-            if _v is None
-            else (
-                {
-                    (_k0 if type(_k0) is str else _fail("Invoice.by_item[key]", "a string", _k0)): (
-                        _money.Money.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail("Invoice.by_item[value]", "a map", _x0)
-                    )
-                    for _k0, _x0 in _v.items()
-                }
-                if type(_v) is dict
-                else _fail("Invoice.by_item", "a map", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: _money.Money | None = None
+        elif type(_v) is dict:
+            _f1 = _money.Money.from_wire(_v)
+        else:
+            _fail("Invoice.total", "a map", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: list[_money.Money] = []
+        else:
+            _f2 = _decode_1(_v, "Invoice.lines")
+        _v = _get(3)
+        if _v is None:
+            _f3: _money.Currency = _money.Currency.CURRENCY_UNSPECIFIED
+        elif type(_v) is int:
+            _f3 = _money._Currency_by_number.get(_v, _money.Currency.CURRENCY_UNSPECIFIED)
+        else:
+            _fail("Invoice.currency", "an enum number", _v)
+        _v = _get(4)
+        if _v is None:
+            _f4: dict[str, _money.Money] = {}
+        else:
+            _f4 = _decode_2(_v, "Invoice.by_item")
         return cls(
             total=_f1,
             lines=_f2,
@@ -141,6 +139,7 @@ BILLING_CHARGE: _rt.MethodDescriptor[Invoice, _money.Money] = _rt.MethodDescript
     ),
 )
 
+
 BILLING = _rt.ServiceDescriptor(
     name="cases.imports.v1.Billing",
     methods=(BILLING_CHARGE,),
@@ -149,7 +148,7 @@ BILLING = _rt.ServiceDescriptor(
 
 
 class BillingClient:
-    """The typed client of `cases.imports.v1.Billing`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.imports.v1.Billing`, on any `rpcnet_runtime.Channel`."""
 
     __slots__ = ("_channel",)
 
@@ -172,12 +171,13 @@ class BillingClient:
 
 
 class BillingBase(_abc.ABC):
-    """The server skeleton of `cases.imports.v1.Billing`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `cases.imports.v1.Billing`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = BILLING
 
     async def charge(self, request: Invoice, ctx: _rt.CallContext) -> _money.Money:
         """Call `cases.imports.v1.Billing/Charge`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.imports.v1.Billing/Charge is not implemented"
-        )
+        raise _unimplemented(BILLING_CHARGE)

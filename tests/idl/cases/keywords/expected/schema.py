@@ -36,6 +36,11 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 class str_(_enum.IntEnum):
     """Enum `str`."""
 
@@ -83,58 +88,77 @@ class class_:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("class", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("class.def", "a string", _v)
-        _v = data.get(2)
-        _f2 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("class.from", "an int32", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            False
-            if _v is None
-            else _v if type(_v) is bool else _fail("class.to_wire", "a bool", _v)
-        )
-        _v = data.get(4)
-        _f4 = (
-            False
-            if _v is None
-            else _v if type(_v) is bool else _fail("class.from_wire", "a bool", _v)
-        )
-        _v = data.get(5)
-        _f5 = "" if _v is None else _v if type(_v) is str else _fail("class.id", "a string", _v)
-        _v = data.get(6)
-        _f6 = "" if _v is None else _v if type(_v) is str else _fail("class.type", "a string", _v)
-        _v = data.get(7)
-        _f7 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("class.int", "an int64", _v)
-            )
-        )
-        _v = data.get(8)
-        _f8 = (
-            str_.name_
-            if _v is None
-            else (
-                _str__by_number.get(_v, str_.name_)
-                if type(_v) is int
-                else _fail("class.lambda", "an enum number", _v)
-            )
-        )
-        _v = data.get(9)
-        _f9 = "" if _v is None else _v if type(_v) is str else _fail("class.self", "a string", _v)
-        _v = data.get(10)
-        _f10 = "" if _v is None else _v if type(_v) is str else _fail("class.match", "a string", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("class.def", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int = 0
+        elif type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _f2 = _v
+        else:
+            _fail("class.from", "an int32", _v)
+        _v = _get(3)
+        if _v is None:
+            _f3: bool = False
+        elif type(_v) is bool:
+            _f3 = _v
+        else:
+            _fail("class.to_wire", "a bool", _v)
+        _v = _get(4)
+        if _v is None:
+            _f4: bool = False
+        elif type(_v) is bool:
+            _f4 = _v
+        else:
+            _fail("class.from_wire", "a bool", _v)
+        _v = _get(5)
+        if _v is None:
+            _f5: str = ""
+        elif type(_v) is str:
+            _f5 = _v
+        else:
+            _fail("class.id", "a string", _v)
+        _v = _get(6)
+        if _v is None:
+            _f6: str = ""
+        elif type(_v) is str:
+            _f6 = _v
+        else:
+            _fail("class.type", "a string", _v)
+        _v = _get(7)
+        if _v is None:
+            _f7: int = 0
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f7 = _v
+        else:
+            _fail("class.int", "an int64", _v)
+        _v = _get(8)
+        if _v is None:
+            _f8: str_ = str_.name_
+        elif type(_v) is int:
+            _f8 = _str__by_number.get(_v, str_.name_)
+        else:
+            _fail("class.lambda", "an enum number", _v)
+        _v = _get(9)
+        if _v is None:
+            _f9: str = ""
+        elif type(_v) is str:
+            _f9 = _v
+        else:
+            _fail("class.self", "a string", _v)
+        _v = _get(10)
+        if _v is None:
+            _f10: str = ""
+        elif type(_v) is str:
+            _f10 = _v
+        else:
+            _fail("class.match", "a string", _v)
         return cls(
             def_=_f1,
             from_=_f2,
@@ -184,15 +208,13 @@ class Choice:
             _fail("Choice", "a map with exactly one entry", data)
         ((number, _v),) = data.items()
         if number == 1:
-            return cls(which_=_v if type(_v) is str else _fail("Choice.which", "a string", _v))
+            if type(_v) is str:
+                return cls(which_=_v)
+            _fail("Choice.which", "a string", _v)
         if number == 2:
-            return cls(
-                yield_=(
-                    _v
-                    if type(_v) is int and -2147483648 <= _v <= 2147483647
-                    else _fail("Choice.yield", "an int32", _v)
-                )
-            )
+            if type(_v) is int and -2147483648 <= _v <= 2147483647:
+                return cls(yield_=_v)
+            _fail("Choice.yield", "an int32", _v)
         raise _rt.WireDecodeError("Choice", f"unknown variant number {number!r}")
 
 
@@ -217,6 +239,7 @@ KEYWORDS_ASYNC: _rt.MethodDescriptor[class_, Choice] = _rt.MethodDescriptor(
     policy=_rt.MethodPolicy(),
 )
 
+
 KEYWORDS = _rt.ServiceDescriptor(
     name="cases.keywords.v1.Keywords",
     methods=(
@@ -228,7 +251,7 @@ KEYWORDS = _rt.ServiceDescriptor(
 
 
 class KeywordsClient:
-    """The typed client of `cases.keywords.v1.Keywords`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.keywords.v1.Keywords`, on any `rpcnet_runtime.Channel`."""
 
     __slots__ = ("_channel",)
 
@@ -265,18 +288,17 @@ class KeywordsClient:
 
 
 class KeywordsBase(_abc.ABC):
-    """The server skeleton of `cases.keywords.v1.Keywords`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `cases.keywords.v1.Keywords`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = KEYWORDS
 
     async def import_(self, request: class_, ctx: _rt.CallContext) -> class_:
         """Call `cases.keywords.v1.Keywords/Import`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.keywords.v1.Keywords/Import is not implemented"
-        )
+        raise _unimplemented(KEYWORDS_IMPORT)
 
     async def async_(self, request: class_, ctx: _rt.CallContext) -> Choice:
         """Call `cases.keywords.v1.Keywords/async`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.keywords.v1.Keywords/async is not implemented"
-        )
+        raise _unimplemented(KEYWORDS_ASYNC)

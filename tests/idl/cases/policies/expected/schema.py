@@ -40,6 +40,11 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 @_dataclasses.dataclass(slots=True, kw_only=True)
 class Key:
     """Message `cases.policies.v1.Key`."""
@@ -60,10 +65,21 @@ class Key:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Key", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Key.id", "a string", _v)
-        _v = data.get(2)
-        _f2 = "" if _v is None else _v if type(_v) is str else _fail("Key.tenant", "a string", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Key.id", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: str = ""
+        elif type(_v) is str:
+            _f2 = _v
+        else:
+            _fail("Key.tenant", "a string", _v)
         return cls(
             id=_f1,
             tenant=_f2,
@@ -88,8 +104,14 @@ class Value:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Value", "a map", data)
-        _v = data.get(1)
-        _f1 = b"" if _v is None else _v if type(_v) is bytes else _fail("Value.data", "bytes", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: bytes = b""
+        elif type(_v) is bytes:
+            _f1 = _v
+        else:
+            _fail("Value.data", "bytes", _v)
         return cls(
             data=_f1,
         )
@@ -128,16 +150,14 @@ class Busy(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Busy", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            _timedelta()
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Busy.retry_after", "a duration (int nanoseconds)", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: _timedelta = _timedelta()
+        elif type(_v) is int:
+            _f1 = _duration_from_wire(_v)
+        else:
+            _fail("Busy.retry_after", "a duration (int nanoseconds)", _v)
         return cls(
             retry_after=_f1,
         )
@@ -210,6 +230,7 @@ STORE_PLAIN: _rt.MethodDescriptor[Key, Value] = _rt.MethodDescriptor(
     policy=_rt.MethodPolicy(timeout=10.0),
 )
 
+
 STORE = _rt.ServiceDescriptor(
     name="cases.policies.v1.Store",
     methods=(
@@ -223,7 +244,7 @@ STORE = _rt.ServiceDescriptor(
 
 
 class StoreClient:
-    """The typed client of `cases.policies.v1.Store`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.policies.v1.Store`, on any `rpcnet_runtime.Channel`."""
 
     __slots__ = ("_channel",)
 
@@ -288,30 +309,25 @@ class StoreClient:
 
 
 class StoreBase(_abc.ABC):
-    """The server skeleton of `cases.policies.v1.Store`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `cases.policies.v1.Store`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = STORE
 
     async def put(self, request: Key, ctx: _rt.CallContext) -> Value:
         """Call `cases.policies.v1.Store/Put`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.policies.v1.Store/Put is not implemented"
-        )
+        raise _unimplemented(STORE_PUT)
 
     async def get(self, request: Key, ctx: _rt.CallContext) -> Value:
         """Call `cases.policies.v1.Store/Get`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.policies.v1.Store/Get is not implemented"
-        )
+        raise _unimplemented(STORE_GET)
 
     async def append(self, request: Key, ctx: _rt.CallContext) -> Value:
         """Call `cases.policies.v1.Store/Append`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.policies.v1.Store/Append is not implemented"
-        )
+        raise _unimplemented(STORE_APPEND)
 
     async def plain(self, request: Key, ctx: _rt.CallContext) -> Value:
         """Call `cases.policies.v1.Store/Plain`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.policies.v1.Store/Plain is not implemented"
-        )
+        raise _unimplemented(STORE_PLAIN)

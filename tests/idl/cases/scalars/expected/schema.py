@@ -67,90 +67,88 @@ class Scalars:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Scalars", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            False if _v is None else _v if type(_v) is bool else _fail("Scalars.flag", "a bool", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("Scalars.i32", "an int32", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("Scalars.i64", "an int64", _v)
-            )
-        )
-        _v = data.get(4)
-        _f4 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and 0 <= _v <= 4294967295
-                else _fail("Scalars.u32", "a uint32", _v)
-            )
-        )
-        _v = data.get(5)
-        _f5 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and 0 <= _v <= 18446744073709551615
-                else _fail("Scalars.u64", "a uint64", _v)
-            )
-        )
-        _v = data.get(6)
-        _f6 = (
-            0.0
-            if _v is None
-            else (
-                _v
-                if type(_v) is float
-                else float(_v) if type(_v) is int else _fail("Scalars.f32", "a float", _v)
-            )
-        )
-        _v = data.get(7)
-        _f7 = (
-            0.0
-            if _v is None
-            else (
-                _v
-                if type(_v) is float
-                else float(_v) if type(_v) is int else _fail("Scalars.f64", "a float", _v)
-            )
-        )
-        _v = data.get(8)
-        _f8 = "" if _v is None else _v if type(_v) is str else _fail("Scalars.text", "a string", _v)
-        _v = data.get(9)
-        _f9 = b"" if _v is None else _v if type(_v) is bytes else _fail("Scalars.blob", "bytes", _v)
-        _v = data.get(10)
-        _f10 = (
-            None
-            if _v is None
-            else _v if type(_v) is _datetime else _fail("Scalars.at", "a timestamp", _v)
-        )
-        _v = data.get(11)
-        _f11 = (
-            _timedelta()
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Scalars.span", "a duration (int nanoseconds)", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: bool = False
+        elif type(_v) is bool:
+            _f1 = _v
+        else:
+            _fail("Scalars.flag", "a bool", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int = 0
+        elif type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _f2 = _v
+        else:
+            _fail("Scalars.i32", "an int32", _v)
+        _v = _get(3)
+        if _v is None:
+            _f3: int = 0
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f3 = _v
+        else:
+            _fail("Scalars.i64", "an int64", _v)
+        _v = _get(4)
+        if _v is None:
+            _f4: int = 0
+        elif type(_v) is int and 0 <= _v <= 4294967295:
+            _f4 = _v
+        else:
+            _fail("Scalars.u32", "a uint32", _v)
+        _v = _get(5)
+        if _v is None:
+            _f5: int = 0
+        elif type(_v) is int and 0 <= _v <= 18446744073709551615:
+            _f5 = _v
+        else:
+            _fail("Scalars.u64", "a uint64", _v)
+        _v = _get(6)
+        if _v is None:
+            _f6: float = 0.0
+        elif type(_v) is float:
+            _f6 = _v
+        elif type(_v) is int:
+            _f6 = float(_v)
+        else:
+            _fail("Scalars.f32", "a float", _v)
+        _v = _get(7)
+        if _v is None:
+            _f7: float = 0.0
+        elif type(_v) is float:
+            _f7 = _v
+        elif type(_v) is int:
+            _f7 = float(_v)
+        else:
+            _fail("Scalars.f64", "a float", _v)
+        _v = _get(8)
+        if _v is None:
+            _f8: str = ""
+        elif type(_v) is str:
+            _f8 = _v
+        else:
+            _fail("Scalars.text", "a string", _v)
+        _v = _get(9)
+        if _v is None:
+            _f9: bytes = b""
+        elif type(_v) is bytes:
+            _f9 = _v
+        else:
+            _fail("Scalars.blob", "bytes", _v)
+        _v = _get(10)
+        if _v is None:
+            _f10: _datetime | None = None
+        elif type(_v) is _datetime:
+            _f10 = _v
+        else:
+            _fail("Scalars.at", "a timestamp", _v)
+        _v = _get(11)
+        if _v is None:
+            _f11: _timedelta = _timedelta()
+        elif type(_v) is int:
+            _f11 = _duration_from_wire(_v)
+        else:
+            _fail("Scalars.span", "a duration (int nanoseconds)", _v)
         return cls(
             flag=_f1,
             i32=_f2,

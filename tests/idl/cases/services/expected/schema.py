@@ -42,6 +42,11 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 @_dataclasses.dataclass(slots=True, kw_only=True)
 class Req:
     """Message `cases.services.v1.Req`."""
@@ -62,18 +67,21 @@ class Req:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Req", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Req.id", "a string", _v)
-        _v = data.get(2)
-        _f2 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("Req.value", "an int64", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Req.id", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: int = 0
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f2 = _v
+        else:
+            _fail("Req.value", "an int64", _v)
         return cls(
             id=_f1,
             value=_f2,
@@ -98,16 +106,14 @@ class Resp:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Resp", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("Resp.total", "an int64", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: int = 0
+        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _f1 = _v
+        else:
+            _fail("Resp.total", "an int64", _v)
         return cls(
             total=_f1,
         )
@@ -148,11 +154,13 @@ class Answer:
             _fail("Answer", "a map with exactly one entry", data)
         ((number, _v),) = data.items()
         if number == 1:
-            return cls(
-                resp=Resp.from_wire(_v) if type(_v) is dict else _fail("Answer.resp", "a map", _v)
-            )
+            if type(_v) is dict:
+                return cls(resp=Resp.from_wire(_v))
+            _fail("Answer.resp", "a map", _v)
         if number == 2:
-            return cls(refusal=_v if type(_v) is str else _fail("Answer.refusal", "a string", _v))
+            if type(_v) is str:
+                return cls(refusal=_v)
+            _fail("Answer.refusal", "a string", _v)
         raise _rt.WireDecodeError("Answer", f"unknown variant number {number!r}")
 
 
@@ -185,8 +193,14 @@ class Refused(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Refused", "a map", data)
-        _v = data.get(1)
-        _f1 = "" if _v is None else _v if type(_v) is str else _fail("Refused.why", "a string", _v)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Refused.why", "a string", _v)
         return cls(
             why=_f1,
         )
@@ -247,6 +261,7 @@ CALC_GET_HTTP_STATUS: _rt.MethodDescriptor[Req, Answer] = _rt.MethodDescriptor(
     policy=_rt.MethodPolicy(),
 )
 
+
 CALC = _rt.ServiceDescriptor(
     name="cases.services.v1.Calc",
     methods=(
@@ -261,7 +276,7 @@ CALC = _rt.ServiceDescriptor(
 
 
 class CalcClient:
-    """The typed client of `cases.services.v1.Calc`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.services.v1.Calc`, on any `rpcnet_runtime.Channel`."""
 
     __slots__ = ("_channel",)
 
@@ -340,43 +355,36 @@ class CalcClient:
 
 
 class CalcBase(_abc.ABC):
-    """The server skeleton of `cases.services.v1.Calc`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `cases.services.v1.Calc`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = CALC
 
     async def unary(self, request: Req, ctx: _rt.CallContext) -> Resp:
         """Call `cases.services.v1.Calc/Unary`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.services.v1.Calc/Unary is not implemented"
-        )
+        raise _unimplemented(CALC_UNARY)
 
     async def server_stream(self, request: Req, ctx: _rt.CallContext) -> _AsyncIterator[Resp]:
         """Call `cases.services.v1.Calc/ServerStream`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.services.v1.Calc/ServerStream is not implemented"
-        )
+        raise _unimplemented(CALC_SERVER_STREAM)
         yield  # an async generator, as overrides are
 
     async def client_stream(self, requests: _AsyncIterator[Req], ctx: _rt.CallContext) -> Resp:
         """Call `cases.services.v1.Calc/ClientStream`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.services.v1.Calc/ClientStream is not implemented"
-        )
+        raise _unimplemented(CALC_CLIENT_STREAM)
 
     async def bidi(
         self, requests: _AsyncIterator[Req], ctx: _rt.CallContext
     ) -> _AsyncIterator[Resp]:
         """Call `cases.services.v1.Calc/Bidi`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.services.v1.Calc/Bidi is not implemented"
-        )
+        raise _unimplemented(CALC_BIDI)
         yield  # an async generator, as overrides are
 
     async def get_http_status(self, request: Req, ctx: _rt.CallContext) -> Answer:
         """Call `cases.services.v1.Calc/GetHTTPStatus`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "cases.services.v1.Calc/GetHTTPStatus is not implemented"
-        )
+        raise _unimplemented(CALC_GET_HTTP_STATUS)
 
 
 EMPTY = _rt.ServiceDescriptor(
@@ -387,7 +395,7 @@ EMPTY = _rt.ServiceDescriptor(
 
 
 class EmptyClient:
-    """The typed client of `cases.services.v1.Empty`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.services.v1.Empty`, on any `rpcnet_runtime.Channel`."""
 
     __slots__ = ("_channel",)
 
@@ -396,6 +404,9 @@ class EmptyClient:
 
 
 class EmptyBase(_abc.ABC):
-    """The server skeleton of `cases.services.v1.Empty`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `cases.services.v1.Empty`: override the methods you serve.
+
+    The others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = EMPTY

@@ -26,6 +26,16 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[Shape]:
+    """Decode a wire `list[Shape]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return [
+        (Shape.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
+        for _x in value
+    ]
+
+
 @_dataclasses.dataclass(slots=True, kw_only=True)
 class Circle:
     """Message `cases.unions.v1.Circle`."""
@@ -44,16 +54,16 @@ class Circle:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Circle", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0.0
-            if _v is None
-            else (
-                _v
-                if type(_v) is float
-                else float(_v) if type(_v) is int else _fail("Circle.radius", "a float", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: float = 0.0
+        elif type(_v) is float:
+            _f1 = _v
+        elif type(_v) is int:
+            _f1 = float(_v)
+        else:
+            _fail("Circle.radius", "a float", _v)
         return cls(
             radius=_f1,
         )
@@ -77,16 +87,16 @@ class Square:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Square", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0.0
-            if _v is None
-            else (
-                _v
-                if type(_v) is float
-                else float(_v) if type(_v) is int else _fail("Square.side", "a float", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: float = 0.0
+        elif type(_v) is float:
+            _f1 = _v
+        elif type(_v) is int:
+            _f1 = float(_v)
+        else:
+            _fail("Square.side", "a float", _v)
         return cls(
             side=_f1,
         )
@@ -142,27 +152,21 @@ class Shape:
             _fail("Shape", "a map with exactly one entry", data)
         ((number, _v),) = data.items()
         if number == 1:
-            return cls(
-                circle=(
-                    Circle.from_wire(_v) if type(_v) is dict else _fail("Shape.circle", "a map", _v)
-                )
-            )
+            if type(_v) is dict:
+                return cls(circle=Circle.from_wire(_v))
+            _fail("Shape.circle", "a map", _v)
         if number == 2:
-            return cls(
-                square=(
-                    Square.from_wire(_v) if type(_v) is dict else _fail("Shape.square", "a map", _v)
-                )
-            )
+            if type(_v) is dict:
+                return cls(square=Square.from_wire(_v))
+            _fail("Shape.square", "a map", _v)
         if number == 3:
-            return cls(named=_v if type(_v) is str else _fail("Shape.named", "a string", _v))
+            if type(_v) is str:
+                return cls(named=_v)
+            _fail("Shape.named", "a string", _v)
         if number == 4:
-            return cls(
-                code=(
-                    _v
-                    if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                    else _fail("Shape.code", "an int64", _v)
-                )
-            )
+            if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+                return cls(code=_v)
+            _fail("Shape.code", "an int64", _v)
         raise _rt.WireDecodeError("Shape", f"unknown variant number {number!r}")
 
 
@@ -187,29 +191,19 @@ class Drawing:
         """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
         if type(data) is not dict:
             _fail("Drawing", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else Shape.from_wire(_v) if type(_v) is dict else _fail("Drawing.main", "a map", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        Shape.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail("Drawing.shapes[item]", "a map", _x0)
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("Drawing.shapes", "an array", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: Shape | None = None
+        elif type(_v) is dict:
+            _f1 = Shape.from_wire(_v)
+        else:
+            _fail("Drawing.main", "a map", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: list[Shape] = []
+        else:
+            _f2 = _decode_1(_v, "Drawing.shapes")
         return cls(
             main=_f1,
             shapes=_f2,
