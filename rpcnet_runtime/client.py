@@ -257,7 +257,9 @@ class ClientChannel:
         is_hedge: bool,
     ) -> tuple[ClientProtocol, CallInbox]:
         """Open the call's stream; a unary request goes with its message and FIN."""
-        protocol = await self._connection(deadline)
+        protocol = self._protocol
+        if protocol is None or protocol.terminated or self._closed:
+            protocol = await self._connection(deadline)
         timeout = None
         if deadline is not None:
             timeout = deadline - protocol.loop.time()

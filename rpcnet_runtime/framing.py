@@ -309,31 +309,36 @@ class FrameDecoder:
         return not self._buffer
 
     def feed(self, data: bytes) -> list[tuple[FrameType, bytes]]:
-        frames: list[tuple[FrameType, bytes]] = []
-        if self._buffer:
-            self._buffer += data
-            consumed = self._parse(self._buffer, frames)
-            del self._buffer[:consumed]
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < PREFIX_SIZE:
+                return []
+            kind, length = _PREFIX.unpack_from(buffer, 0)
+            self._check(kind, length)
+            if len(buffer) < PREFIX_SIZE + length:
+                return []  # still inside one frame: no copy, no parse
+            source = bytes(buffer)
+            buffer.clear()
         else:
-            # Common case: parse straight from `data`, keep only an incomplete tail.
-            consumed = self._parse(data, frames)
-            if consumed < len(data):
-                self._buffer += memoryview(data)[consumed:]
-        return frames
-
-    def _parse(self, source: bytes | bytearray, frames: list[tuple[FrameType, bytes]]) -> int:
+            source = data
+        frames: list[tuple[FrameType, bytes]] = []
         pos = 0
         end = len(source)
-        with memoryview(source) as view:
-            while end - pos >= PREFIX_SIZE:
-                kind, length = _PREFIX.unpack_from(source, pos)
+        unpack_from = _PREFIX.unpack_from
+        while end - pos >= PREFIX_SIZE:
+            kind, length = unpack_from(source, pos)
+            frame_type = _TYPES.get(kind)
+            if frame_type is None or length > self.max_frame_size:
                 self._check(kind, length)
-                stop = pos + PREFIX_SIZE + length
-                if stop > end:
-                    break
-                frames.append((FrameType(kind), bytes(view[pos + PREFIX_SIZE : stop])))
-                pos = stop
-        return pos
+            stop = pos + PREFIX_SIZE + length
+            if stop > end:
+                break
+            frames.append((frame_type, source[pos + PREFIX_SIZE : stop]))  # type: ignore[arg-type]
+            pos = stop
+        if pos < end:
+            self._buffer += memoryview(source)[pos:]
+        return frames
 
     def _check(self, kind: int, length: int) -> None:
         if kind not in _KNOWN_TYPES:
@@ -346,3 +351,4 @@ class FrameDecoder:
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in FrameType)
+_TYPES = {int(t): t for t in FrameType}
