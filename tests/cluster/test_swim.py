@@ -167,6 +167,7 @@ def test_no_false_failure_under_ten_percent_loss() -> None:
     c = SimulatedCluster(LAN, 5, seed=8, drop=0.1)
     c.run_for(120.0)
     assert not events_of(c, NodeFailed)
+    assert not events_of(c, PartitionDetected)
     assert c.network.dropped > 0
 
 
