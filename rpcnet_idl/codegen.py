@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
-import black
 import jinja2
 
 from . import __version__
@@ -19,10 +19,25 @@ from .model import MethodModel, ModuleModel, build_modules
 from .resources import template_dir
 from .wirecode import pystr
 
-__all__ = ["BLACK_MODE", "format_source", "generate", "render_module"]
+__all__ = ["LINE_LENGTH", "black_mode", "format_source", "generate", "render_module"]
 
-#: How generated code is formatted: black's defaults, 100 columns like the project.
-BLACK_MODE = black.Mode(line_length=100)
+LINE_LENGTH = 100
+"""Generated code is formatted by black with its defaults but 100 columns, like the project."""
+
+
+@functools.cache
+def black_mode() -> Any:
+    """The `black.Mode` of generated code (black is imported only when it has work to do)."""
+    import black
+
+    return black.Mode(line_length=LINE_LENGTH)
+
+
+def _black(source: str) -> str:
+    import black
+
+    text: str = black.format_str(source, mode=black_mode())
+    return text
 
 
 def _pytuple(items: list[str] | tuple[str, ...]) -> str:
@@ -46,7 +61,7 @@ def _docstring(text: str, indent: int) -> str:
 def _def_line(head: str, params: list[str], ret: str, indent: int) -> str:
     """A ``def`` line split the way black splits it when it is too long (continuation lines
     indented for a body at `indent`); what black would split further is left long for it."""
-    limit = BLACK_MODE.line_length
+    limit = LINE_LENGTH
     pad, inner = " " * indent, " " * (indent + 4)
     one = f"{head}({', '.join(params)}) -> {ret}:"
     if indent + len(one) <= limit:
@@ -63,7 +78,7 @@ def _def_line(head: str, params: list[str], ret: str, indent: int) -> str:
 
 def _call_line(head: str, args: list[str], indent: int) -> str:
     """A call statement split the way black splits it when it is too long."""
-    limit = BLACK_MODE.line_length
+    limit = LINE_LENGTH
     one = f"{head}({', '.join(args)})"
     if indent + len(one) <= limit:
         return one
@@ -109,11 +124,11 @@ def format_source(source: str, *, full: bool = False) -> str:
     The test suite checks that black leaves every generated module unchanged.
     """
     if full or os.environ.get("RPCNET_GEN_FULL_BLACK") == "1":
-        return black.format_str(source, mode=BLACK_MODE)
-    limit = BLACK_MODE.line_length
+        return _black(source)
+    limit = LINE_LENGTH
     blocks = source.rstrip("\n").split("\n\n\n")
     out = [
-        black.format_str(block, mode=BLACK_MODE).rstrip("\n")
+        _black(block).rstrip("\n")
         if any(len(line) > limit for line in block.split("\n"))
         else block
         for block in blocks

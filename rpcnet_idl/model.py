@@ -197,14 +197,20 @@ class _ModuleBuilder:
         )
         self.coder = TypeCoder(self.resolve)
         self._imports: dict[str, str] = {}
+        self._type_names: dict[str, frozenset[str]] = {}
 
     def fail(self, span: ast.Span, code: str, message: str) -> IdlError:
         return _fail(self.program, self.schema, span, code, message)
 
     # --- names ----------------------------------------------------------------------------
 
-    def type_names(self, schema: ast.Schema) -> set[str]:
-        return {naming.type_name(d.name) for d in schema.declarations}
+    def type_names(self, schema: ast.Schema) -> frozenset[str]:
+        key = self.program.key_of(schema)
+        names = self._type_names.get(key)
+        if names is None:
+            names = frozenset(naming.type_name(d.name) for d in schema.declarations)
+            self._type_names[key] = names
+        return names
 
     def field_py_name(self, schema: ast.Schema, kind: str, name: str) -> str:
         reserved = {

@@ -16,7 +16,7 @@ from inmemory import InMemoryChannel, generate_files, imported
 from mypy import api as mypy_api
 
 from rpcnet_idl import naming
-from rpcnet_idl.codegen import BLACK_MODE, generate
+from rpcnet_idl.codegen import black_mode, generate
 from rpcnet_idl.diagnostics import IdlError
 from rpcnet_idl.loader import load_text
 from rpcnet_runtime import MethodKind, RpcError, Status
@@ -71,7 +71,7 @@ def test_generated_code_is_black_formatted() -> None:
     sources += list(generate_files("compute.rpc", EXAMPLES).values())
     assert len(sources) > len(CASE_NAMES)
     for text in sources:
-        assert black.format_str(text, mode=BLACK_MODE) == text
+        assert black.format_str(text, mode=black_mode()) == text
 
 
 def test_generated_code_passes_mypy_strict(tmp_path: Path) -> None:

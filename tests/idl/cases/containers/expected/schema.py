@@ -200,20 +200,20 @@ class Item:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Item", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str = ""
+            _obj.name = ""
         elif type(_v) is str:
-            _f1 = _v
+            _obj.name = _v
         else:
             _fail("Item.name", "a string", _v)
-        return cls(
-            name=_f1,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -266,115 +266,100 @@ class Containers:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Containers", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str | None = None
+            _obj.maybe_text = None
         elif type(_v) is str:
-            _f1 = _v
+            _obj.maybe_text = _v
         else:
             _fail("Containers.maybe_text", "a string", _v)
         _v = _get(2)
         if _v is None:
-            _f2: int | None = None
+            _obj.maybe_count = None
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f2 = _v
+            _obj.maybe_count = _v
         else:
             _fail("Containers.maybe_count", "an int64", _v)
         _v = _get(3)
         if _v is None:
-            _f3: Color | None = None
+            _obj.maybe_color = None
         elif type(_v) is int:
-            _f3 = _Color_by_number.get(_v, Color.COLOR_UNSPECIFIED)
+            _obj.maybe_color = _Color_by_number.get(_v, Color.COLOR_UNSPECIFIED)
         else:
             _fail("Containers.maybe_color", "an enum number", _v)
         _v = _get(4)
         if _v is None:
-            _f4: _timedelta | None = None
+            _obj.maybe_span = None
         elif type(_v) is int:
-            _f4 = _duration_from_wire(_v)
+            _obj.maybe_span = _duration_from_wire(_v)
         else:
             _fail("Containers.maybe_span", "a duration (int nanoseconds)", _v)
         _v = _get(5)
         if _v is None:
-            _f5: list[str] = []
+            _obj.names = []
         else:
-            _f5 = _decode_1(_v, "Containers.names")
+            _obj.names = _decode_1(_v, "Containers.names")
         _v = _get(6)
         if _v is None:
-            _f6: list[Item] = []
+            _obj.items = []
         else:
-            _f6 = _decode_2(_v, "Containers.items")
+            _obj.items = _decode_2(_v, "Containers.items")
         _v = _get(7)
         if _v is None:
-            _f7: list[_timedelta] = []
+            _obj.spans = []
         else:
-            _f7 = _decode_3(_v, "Containers.spans")
+            _obj.spans = _decode_3(_v, "Containers.spans")
         _v = _get(8)
         if _v is None:
-            _f8: list[_datetime] = []
+            _obj.times = []
         else:
-            _f8 = _decode_4(_v, "Containers.times")
+            _obj.times = _decode_4(_v, "Containers.times")
         _v = _get(9)
         if _v is None:
-            _f9: dict[str, int] = {}
+            _obj.counts = {}
         else:
-            _f9 = _decode_5(_v, "Containers.counts")
+            _obj.counts = _decode_5(_v, "Containers.counts")
         _v = _get(10)
         if _v is None:
-            _f10: dict[int, Item] = {}
+            _obj.items_by_id = {}
         else:
-            _f10 = _decode_6(_v, "Containers.items_by_id")
+            _obj.items_by_id = _decode_6(_v, "Containers.items_by_id")
         _v = _get(11)
         if _v is None:
-            _f11: dict[Color, str] = {}
+            _obj.labels = {}
         else:
-            _f11 = _decode_7(_v, "Containers.labels")
+            _obj.labels = _decode_7(_v, "Containers.labels")
         _v = _get(12)
         if _v is None:
-            _f12: dict[bool, bytes] = {}
+            _obj.flags = {}
         else:
-            _f12 = _decode_8(_v, "Containers.flags")
+            _obj.flags = _decode_8(_v, "Containers.flags")
         _v = _get(13)
         if _v is None:
-            _f13: list[list[int]] = []
+            _obj.matrix = []
         else:
-            _f13 = _decode_9(_v, "Containers.matrix")
+            _obj.matrix = _decode_9(_v, "Containers.matrix")
         _v = _get(14)
         if _v is None:
-            _f14: dict[str, list[Item]] = {}
+            _obj.groups = {}
         else:
-            _f14 = _decode_11(_v, "Containers.groups")
+            _obj.groups = _decode_11(_v, "Containers.groups")
         _v = _get(15)
         if _v is None:
-            _f15: Item | None = None
+            _obj.item = None
         elif type(_v) is dict:
-            _f15 = Item.from_wire(_v)
+            _obj.item = Item.from_wire(_v)
         else:
             _fail("Containers.item", "a map", _v)
         _v = _get(16)
         if _v is None:
-            _f16: dict[int, _timedelta] = {}
+            _obj.timeouts = {}
         else:
-            _f16 = _decode_12(_v, "Containers.timeouts")
-        return cls(
-            maybe_text=_f1,
-            maybe_count=_f2,
-            maybe_color=_f3,
-            maybe_span=_f4,
-            names=_f5,
-            items=_f6,
-            spans=_f7,
-            times=_f8,
-            counts=_f9,
-            items_by_id=_f10,
-            labels=_f11,
-            flags=_f12,
-            matrix=_f13,
-            groups=_f14,
-            item=_f15,
-            timeouts=_f16,
-        )
+            _obj.timeouts = _decode_12(_v, "Containers.timeouts")
+        return _obj

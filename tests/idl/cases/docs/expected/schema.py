@@ -78,28 +78,27 @@ class Note:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Note", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str = ""
+            _obj.text = ""
         elif type(_v) is str:
-            _f1 = _v
+            _obj.text = _v
         else:
             _fail("Note.text", "a string", _v)
         _v = _get(2)
         if _v is None:
-            _f2: Mood = Mood.MOOD_UNSPECIFIED
+            _obj.mood = Mood.MOOD_UNSPECIFIED
         elif type(_v) is int:
-            _f2 = _Mood_by_number.get(_v, Mood.MOOD_UNSPECIFIED)
+            _obj.mood = _Mood_by_number.get(_v, Mood.MOOD_UNSPECIFIED)
         else:
             _fail("Note.mood", "an enum number", _v)
-        return cls(
-            text=_f1,
-            mood=_f2,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)

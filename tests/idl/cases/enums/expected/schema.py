@@ -82,31 +82,29 @@ class Leveled:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Leveled", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: Level = Level.LEVEL_UNSPECIFIED
+            _obj.level = Level.LEVEL_UNSPECIFIED
         elif type(_v) is int:
-            _f1 = _Level_by_number.get(_v, Level.LEVEL_UNSPECIFIED)
+            _obj.level = _Level_by_number.get(_v, Level.LEVEL_UNSPECIFIED)
         else:
             _fail("Leveled.level", "an enum number", _v)
         _v = _get(2)
         if _v is None:
-            _f2: Sparse = Sparse.TEN
+            _obj.sparse = Sparse.TEN
         elif type(_v) is int:
-            _f2 = _Sparse_by_number.get(_v, Sparse.TEN)
+            _obj.sparse = _Sparse_by_number.get(_v, Sparse.TEN)
         else:
             _fail("Leveled.sparse", "an enum number", _v)
         _v = _get(3)
         if _v is None:
-            _f3: list[Level] = []
+            _obj.history = []
         else:
-            _f3 = _decode_1(_v, "Leveled.history")
-        return cls(
-            level=_f1,
-            sparse=_f2,
-            history=_f3,
-        )
+            _obj.history = _decode_1(_v, "Leveled.history")
+        return _obj

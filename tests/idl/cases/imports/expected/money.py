@@ -56,28 +56,27 @@ class Money:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Money", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: Currency = Currency.CURRENCY_UNSPECIFIED
+            _obj.currency = Currency.CURRENCY_UNSPECIFIED
         elif type(_v) is int:
-            _f1 = _Currency_by_number.get(_v, Currency.CURRENCY_UNSPECIFIED)
+            _obj.currency = _Currency_by_number.get(_v, Currency.CURRENCY_UNSPECIFIED)
         else:
             _fail("Money.currency", "an enum number", _v)
         _v = _get(2)
         if _v is None:
-            _f2: int = 0
+            _obj.units = 0
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f2 = _v
+            _obj.units = _v
         else:
             _fail("Money.units", "an int64", _v)
-        return cls(
-            currency=_f1,
-            units=_f2,
-        )
+        return _obj
 
 
 class Insufficient(_rt.SchemaError):

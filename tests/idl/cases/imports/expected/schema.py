@@ -82,40 +82,37 @@ class Invoice:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Invoice", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: _money.Money | None = None
+            _obj.total = None
         elif type(_v) is dict:
-            _f1 = _money.Money.from_wire(_v)
+            _obj.total = _money.Money.from_wire(_v)
         else:
             _fail("Invoice.total", "a map", _v)
         _v = _get(2)
         if _v is None:
-            _f2: list[_money.Money] = []
+            _obj.lines = []
         else:
-            _f2 = _decode_1(_v, "Invoice.lines")
+            _obj.lines = _decode_1(_v, "Invoice.lines")
         _v = _get(3)
         if _v is None:
-            _f3: _money.Currency = _money.Currency.CURRENCY_UNSPECIFIED
+            _obj.currency = _money.Currency.CURRENCY_UNSPECIFIED
         elif type(_v) is int:
-            _f3 = _money._Currency_by_number.get(_v, _money.Currency.CURRENCY_UNSPECIFIED)
+            _obj.currency = _money._Currency_by_number.get(_v, _money.Currency.CURRENCY_UNSPECIFIED)
         else:
             _fail("Invoice.currency", "an enum number", _v)
         _v = _get(4)
         if _v is None:
-            _f4: dict[str, _money.Money] = {}
+            _obj.by_item = {}
         else:
-            _f4 = _decode_2(_v, "Invoice.by_item")
-        return cls(
-            total=_f1,
-            lines=_f2,
-            currency=_f3,
-            by_item=_f4,
-        )
+            _obj.by_item = _decode_2(_v, "Invoice.by_item")
+        return _obj
 
 
 BILLING_CHARGE: _rt.MethodDescriptor[Invoice, _money.Money] = _rt.MethodDescriptor(

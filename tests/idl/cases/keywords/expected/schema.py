@@ -85,92 +85,83 @@ class class_:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("class", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str = ""
+            _obj.def_ = ""
         elif type(_v) is str:
-            _f1 = _v
+            _obj.def_ = _v
         else:
             _fail("class.def", "a string", _v)
         _v = _get(2)
         if _v is None:
-            _f2: int = 0
+            _obj.from_ = 0
         elif type(_v) is int and -2147483648 <= _v <= 2147483647:
-            _f2 = _v
+            _obj.from_ = _v
         else:
             _fail("class.from", "an int32", _v)
         _v = _get(3)
         if _v is None:
-            _f3: bool = False
+            _obj.to_wire_ = False
         elif type(_v) is bool:
-            _f3 = _v
+            _obj.to_wire_ = _v
         else:
             _fail("class.to_wire", "a bool", _v)
         _v = _get(4)
         if _v is None:
-            _f4: bool = False
+            _obj.from_wire_ = False
         elif type(_v) is bool:
-            _f4 = _v
+            _obj.from_wire_ = _v
         else:
             _fail("class.from_wire", "a bool", _v)
         _v = _get(5)
         if _v is None:
-            _f5: str = ""
+            _obj.id = ""
         elif type(_v) is str:
-            _f5 = _v
+            _obj.id = _v
         else:
             _fail("class.id", "a string", _v)
         _v = _get(6)
         if _v is None:
-            _f6: str = ""
+            _obj.type_ = ""
         elif type(_v) is str:
-            _f6 = _v
+            _obj.type_ = _v
         else:
             _fail("class.type", "a string", _v)
         _v = _get(7)
         if _v is None:
-            _f7: int = 0
+            _obj.int_ = 0
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f7 = _v
+            _obj.int_ = _v
         else:
             _fail("class.int", "an int64", _v)
         _v = _get(8)
         if _v is None:
-            _f8: str_ = str_.name_
+            _obj.lambda_ = str_.name_
         elif type(_v) is int:
-            _f8 = _str__by_number.get(_v, str_.name_)
+            _obj.lambda_ = _str__by_number.get(_v, str_.name_)
         else:
             _fail("class.lambda", "an enum number", _v)
         _v = _get(9)
         if _v is None:
-            _f9: str = ""
+            _obj.self_ = ""
         elif type(_v) is str:
-            _f9 = _v
+            _obj.self_ = _v
         else:
             _fail("class.self", "a string", _v)
         _v = _get(10)
         if _v is None:
-            _f10: str = ""
+            _obj.match_ = ""
         elif type(_v) is str:
-            _f10 = _v
+            _obj.match_ = _v
         else:
             _fail("class.match", "a string", _v)
-        return cls(
-            def_=_f1,
-            from_=_f2,
-            to_wire_=_f3,
-            from_wire_=_f4,
-            id=_f5,
-            type_=_f6,
-            int_=_f7,
-            lambda_=_f8,
-            self_=_f9,
-            match_=_f10,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)

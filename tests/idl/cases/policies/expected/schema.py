@@ -62,28 +62,27 @@ class Key:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Key", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str = ""
+            _obj.id = ""
         elif type(_v) is str:
-            _f1 = _v
+            _obj.id = _v
         else:
             _fail("Key.id", "a string", _v)
         _v = _get(2)
         if _v is None:
-            _f2: str = ""
+            _obj.tenant = ""
         elif type(_v) is str:
-            _f2 = _v
+            _obj.tenant = _v
         else:
             _fail("Key.tenant", "a string", _v)
-        return cls(
-            id=_f1,
-            tenant=_f2,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -101,20 +100,20 @@ class Value:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Value", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: bytes = b""
+            _obj.data = b""
         elif type(_v) is bytes:
-            _f1 = _v
+            _obj.data = _v
         else:
             _fail("Value.data", "bytes", _v)
-        return cls(
-            data=_f1,
-        )
+        return _obj
 
 
 class Busy(_rt.SchemaError):

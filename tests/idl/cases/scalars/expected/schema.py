@@ -64,104 +64,94 @@ class Scalars:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Scalars", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: bool = False
+            _obj.flag = False
         elif type(_v) is bool:
-            _f1 = _v
+            _obj.flag = _v
         else:
             _fail("Scalars.flag", "a bool", _v)
         _v = _get(2)
         if _v is None:
-            _f2: int = 0
+            _obj.i32 = 0
         elif type(_v) is int and -2147483648 <= _v <= 2147483647:
-            _f2 = _v
+            _obj.i32 = _v
         else:
             _fail("Scalars.i32", "an int32", _v)
         _v = _get(3)
         if _v is None:
-            _f3: int = 0
+            _obj.i64 = 0
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f3 = _v
+            _obj.i64 = _v
         else:
             _fail("Scalars.i64", "an int64", _v)
         _v = _get(4)
         if _v is None:
-            _f4: int = 0
+            _obj.u32 = 0
         elif type(_v) is int and 0 <= _v <= 4294967295:
-            _f4 = _v
+            _obj.u32 = _v
         else:
             _fail("Scalars.u32", "a uint32", _v)
         _v = _get(5)
         if _v is None:
-            _f5: int = 0
+            _obj.u64 = 0
         elif type(_v) is int and 0 <= _v <= 18446744073709551615:
-            _f5 = _v
+            _obj.u64 = _v
         else:
             _fail("Scalars.u64", "a uint64", _v)
         _v = _get(6)
         if _v is None:
-            _f6: float = 0.0
+            _obj.f32 = 0.0
         elif type(_v) is float:
-            _f6 = _v
+            _obj.f32 = _v
         elif type(_v) is int:
-            _f6 = float(_v)
+            _obj.f32 = float(_v)
         else:
             _fail("Scalars.f32", "a float", _v)
         _v = _get(7)
         if _v is None:
-            _f7: float = 0.0
+            _obj.f64 = 0.0
         elif type(_v) is float:
-            _f7 = _v
+            _obj.f64 = _v
         elif type(_v) is int:
-            _f7 = float(_v)
+            _obj.f64 = float(_v)
         else:
             _fail("Scalars.f64", "a float", _v)
         _v = _get(8)
         if _v is None:
-            _f8: str = ""
+            _obj.text = ""
         elif type(_v) is str:
-            _f8 = _v
+            _obj.text = _v
         else:
             _fail("Scalars.text", "a string", _v)
         _v = _get(9)
         if _v is None:
-            _f9: bytes = b""
+            _obj.blob = b""
         elif type(_v) is bytes:
-            _f9 = _v
+            _obj.blob = _v
         else:
             _fail("Scalars.blob", "bytes", _v)
         _v = _get(10)
         if _v is None:
-            _f10: _datetime | None = None
+            _obj.at = None
         elif type(_v) is _datetime:
-            _f10 = _v
+            _obj.at = _v
         else:
             _fail("Scalars.at", "a timestamp", _v)
         _v = _get(11)
         if _v is None:
-            _f11: _timedelta = _timedelta()
+            _obj.span = _timedelta()
         elif type(_v) is int:
-            _f11 = _duration_from_wire(_v)
+            _obj.span = _duration_from_wire(_v)
         else:
             _fail("Scalars.span", "a duration (int nanoseconds)", _v)
-        return cls(
-            flag=_f1,
-            i32=_f2,
-            i64=_f3,
-            u32=_f4,
-            u64=_f5,
-            f32=_f6,
-            f64=_f7,
-            text=_f8,
-            blob=_f9,
-            at=_f10,
-            span=_f11,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -175,7 +165,9 @@ class Empty:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Empty", "a map", data)
-        return cls()
+        _obj = object.__new__(cls)
+        return _obj

@@ -64,28 +64,27 @@ class Req:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Req", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: str = ""
+            _obj.id = ""
         elif type(_v) is str:
-            _f1 = _v
+            _obj.id = _v
         else:
             _fail("Req.id", "a string", _v)
         _v = _get(2)
         if _v is None:
-            _f2: int = 0
+            _obj.value = 0
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f2 = _v
+            _obj.value = _v
         else:
             _fail("Req.value", "an int64", _v)
-        return cls(
-            id=_f1,
-            value=_f2,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -103,20 +102,20 @@ class Resp:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Resp", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: int = 0
+            _obj.total = 0
         elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
-            _f1 = _v
+            _obj.total = _v
         else:
             _fail("Resp.total", "an int64", _v)
-        return cls(
-            total=_f1,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)

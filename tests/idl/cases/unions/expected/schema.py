@@ -51,22 +51,22 @@ class Circle:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Circle", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: float = 0.0
+            _obj.radius = 0.0
         elif type(_v) is float:
-            _f1 = _v
+            _obj.radius = _v
         elif type(_v) is int:
-            _f1 = float(_v)
+            _obj.radius = float(_v)
         else:
             _fail("Circle.radius", "a float", _v)
-        return cls(
-            radius=_f1,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -84,22 +84,22 @@ class Square:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Square", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: float = 0.0
+            _obj.side = 0.0
         elif type(_v) is float:
-            _f1 = _v
+            _obj.side = _v
         elif type(_v) is int:
-            _f1 = float(_v)
+            _obj.side = float(_v)
         else:
             _fail("Square.side", "a float", _v)
-        return cls(
-            side=_f1,
-        )
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -188,23 +188,22 @@ class Drawing:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Drawing", "a map", data)
+        _obj = object.__new__(cls)
         _get = data.get
         _v = _get(1)
         if _v is None:
-            _f1: Shape | None = None
+            _obj.main = None
         elif type(_v) is dict:
-            _f1 = Shape.from_wire(_v)
+            _obj.main = Shape.from_wire(_v)
         else:
             _fail("Drawing.main", "a map", _v)
         _v = _get(2)
         if _v is None:
-            _f2: list[Shape] = []
+            _obj.shapes = []
         else:
-            _f2 = _decode_1(_v, "Drawing.shapes")
-        return cls(
-            main=_f1,
-            shapes=_f2,
-        )
+            _obj.shapes = _decode_1(_v, "Drawing.shapes")
+        return _obj
