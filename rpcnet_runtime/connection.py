@@ -374,6 +374,9 @@ class RpcConnection:
         self, stream_id: int, call: _Call, status: Status, message: str, out: list[RpcEvent]
     ) -> None:
         if self.is_client:
+            # Whatever the server got wrong is INTERNAL to the caller, except the size limit.
+            if status is not Status.RESOURCE_EXHAUSTED:
+                status = Status.INTERNAL
             self.cancel(stream_id, status)
         else:
             self.send_trailer(stream_id, Trailer(status, message))

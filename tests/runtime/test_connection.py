@@ -216,3 +216,65 @@ def test_big_frame_gets_credit_to_complete(dev_certs: DevCerts) -> None:
     pair.pump(max_rounds=300)
     events = pair.take_server()
     assert [type(e) for e in events] == [RequestReceived, MessageReceived, InputEnded]
+
+
+def test_late_reply_after_cancel_is_dropped_quietly(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_client()
+    sid = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    pair.client.cancel(sid, Status.DEADLINE_EXCEEDED)  # the caller gave up ...
+    pair.server.send_trailer(sid, Trailer(Status.OK), {1: 2})  # ... as the answer left
+    pair.pump()
+    assert pair.take_client() == []
+    assert not pair.client.terminated and not pair.server.terminated
+    # The connection goes on serving calls.
+    sid2 = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    pair.server.send_trailer(sid2, Trailer(Status.OK), {1: 3})
+    pair.pump()
+    assert [type(e) for e in pair.take_client()] == [MessageReceived, TrailerReceived]
+
+
+def test_client_reports_malformed_responses_as_internal(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_client()
+    sid = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    pair.server.quic.send_stream_data(sid, b"\x09\x00\x00\x00\x00", True)  # unknown type
+    pair.pump()
+    (failed,) = [e for e in pair.take_client() if isinstance(e, CallFailed)]
+    assert failed.status is Status.INTERNAL
+    assert sid not in pair.client.calls
+
+
+def test_client_refuses_an_oversized_response_frame(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs, max_frame_size=100)
+    pair.take_client()
+    sid = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    pair.server.send_trailer(sid, Trailer(Status.OK), {1: b"x" * 200})
+    pair.pump()
+    (failed,) = [e for e in pair.take_client() if isinstance(e, CallFailed)]
+    assert failed.status is Status.RESOURCE_EXHAUSTED
+
+
+def test_response_without_trailer_fails_the_call(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_client()
+    sid = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    pair.server.quic.send_stream_data(sid, encode_message({1: 2}), True)
+    pair.pump()
+    events = pair.take_client()
+    assert [type(e) for e in events] == [MessageReceived, CallFailed]
+    assert events[1] == CallFailed(sid, Status.INTERNAL, "response ended without a trailer")
+
+
+def test_server_opening_a_stream_is_a_protocol_violation(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    sid = pair.server.quic.get_next_available_stream_id()
+    pair.server.quic.send_stream_data(sid, b"x", True)
+    pair.pump()
+    assert pair.client.quic._close_event is not None
+    assert pair.client.quic._close_event.error_code == CLOSE_PROTOCOL_VIOLATION

@@ -179,3 +179,11 @@ def test_malformed_headers_name_the_problem(payload: bytes, needle: str) -> None
 def test_malformed_trailer_without_status() -> None:
     with pytest.raises(FrameError, match="missing status"):
         decode_trailer(pack({2: "x"}))
+
+
+def test_protocol_doc_example_bytes() -> None:
+    """The example in docs/protocol.md §10, byte for byte."""
+    header = encode_header(RequestHeader(path="p.S/M", timeout=2.0))
+    assert header.hex(" ") == ("01 00 00 00 11 82 02 cf c3 50 67 d6 26 70 60 83 03 ce 77 35 94 00")
+    assert encode_message({1: "hi"}).hex(" ") == "02 00 00 00 05 81 01 a2 68 69"
+    assert encode_trailer(Trailer(Status.OK)).hex(" ") == "03 00 00 00 03 81 01 00"
