@@ -8,6 +8,7 @@ that either produce the Python value or call the module's ``_fail`` helper, whic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -179,15 +180,39 @@ class TypeCoder:
         self.uses.add("fail")
         return f"_fail({path}, {pystr(self.describe(t))}, {var})"
 
-    def _expression(self, t: ast.TypeRef, var: str, path: str) -> str:
-        """One expression decoding `var` (used inside container helpers)."""
-        options = self.branches(t, var)
-        if options[0][0] == "":
-            return options[0][1].format(path=path)
-        text = self.fail(t, path, var)
-        for condition, value in reversed(options):
-            text = f"{value} if {condition} else {text}"
-        return f"({text})"
+    @staticmethod
+    def _identity(options: list[tuple[str, str]]) -> bool:
+        """True when a wire value that passes the check is already the Python value."""
+        return len(options) == 1 and bool(options[0][0]) and options[0][1] in ("_x", "_k")
+
+    def _check_lines(
+        self, t: ast.TypeRef, options: list[tuple[str, str]], suffix: str, var: str
+    ) -> list[str]:
+        """Statements (at loop-body depth) rejecting `var` unless it passes its check."""
+        condition = options[0][0]
+        simple = re.fullmatch(r"type\((\w+)\) is (\w+)", condition)
+        negated = f"not ({condition})"
+        if simple:
+            negated = f"type({simple[1]}) is not {simple[2]}"
+        return [
+            f"        if {negated}:",
+            f"            {self.fail(t, f'path + {suffix}', var)}",
+        ]
+
+    def _branch_lines(
+        self, t: ast.TypeRef, options: list[tuple[str, str]], store: str, suffix: str, var: str
+    ) -> list[str]:
+        """Statements (at loop-body depth) storing the decoded `var` with `store`."""
+        path = f"path + {suffix}"
+        lines: list[str] = []
+        for index, (condition, value) in enumerate(options):
+            if not condition:
+                lines.append("        " + store.format(value.format(path=path)))
+                return lines
+            lines.append(f"        {'if' if index == 0 else 'elif'} {condition}:")
+            lines.append("            " + store.format(value))
+        lines += ["        else:", f"            {self.fail(t, path, var)}"]
+        return lines
 
     def helper(self, t: ast.ListType | ast.MapType) -> str:
         """The name of the module-level function decoding container type `t`, made on demand."""
@@ -197,20 +222,36 @@ class TypeCoder:
             return found[0]
         name = f"_decode_{len(self.helpers) + 1}"
         self.helpers[key] = (name, "")  # reserve the name before building nested helpers
-        if isinstance(t, ast.ListType):
-            item = self._expression(t.element, "_x", 'path + "[item]"')
-            kind, expected, body = "list", "an array", f"[{item} for _x in value]"
-        else:
-            k = self._expression(t.key, "_k", 'path + "[key]"')
-            v = self._expression(t.value, "_x", 'path + "[value]"')
-            kind, expected, body = "dict", "a map", f"{{{k}: {v} for _k, _x in value.items()}}"
         self.uses.add("fail")
-        code = (
-            f"def {name}(value: _Any, path: str) -> {key}:\n"
-            f'    """Decode a wire `{key}`; `path` names the field in errors."""\n'
-            f"    if type(value) is not {kind}:\n"
-            f'        _fail(path, "{expected}", value)\n'
-            f"    return {body}\n"
-        )
+        head = [
+            f"def {name}(value: _Any, path: str) -> {key}:",
+            f'    """Decode a wire `{key}`; `path` names the field in errors."""',
+        ]
+        if isinstance(t, ast.ListType):
+            head += ["    if type(value) is not list:", '        _fail(path, "an array", value)']
+            element = self.branches(t.element, "_x")
+            if self._identity(element):
+                body = ["    for _x in value:"]
+                body += self._check_lines(t.element, element, '"[item]"', "_x")
+                body += [f"    out: {key} = value", "    return out"]
+            else:
+                body = [f"    out: {key} = []", "    for _x in value:"]
+                body += self._branch_lines(t.element, element, "out.append({})", '"[item]"', "_x")
+                body.append("    return out")
+        else:
+            head += ["    if type(value) is not dict:", '        _fail(path, "a map", value)']
+            keys = self.branches(t.key, "_k")
+            values = self.branches(t.value, "_x")
+            if self._identity(keys) and self._identity(values):
+                body = ["    for _k, _x in value.items():"]
+                body += self._check_lines(t.key, keys, '"[key]"', "_k")
+                body += self._check_lines(t.value, values, '"[value]"', "_x")
+                body += [f"    out: {key} = value", "    return out"]
+            else:
+                body = [f"    out: {key} = {{}}", "    for _k, _x in value.items():"]
+                body += self._branch_lines(t.key, keys, "_key = {}", '"[key]"', "_k")
+                body += self._branch_lines(t.value, values, "out[_key] = {}", '"[value]"', "_x")
+                body.append("    return out")
+        code = "\n".join(head + body) + "\n"
         self.helpers[key] = (name, code)
         return name

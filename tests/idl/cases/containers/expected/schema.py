@@ -34,145 +34,160 @@ def _decode_1(value: _Any, path: str) -> list[str]:
     """Decode a wire `list[str]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [(_x if type(_x) is str else _fail(path + "[item]", "a string", _x)) for _x in value]
+    for _x in value:
+        if type(_x) is not str:
+            _fail(path + "[item]", "a string", _x)
+    out: list[str] = value
+    return out
 
 
 def _decode_2(value: _Any, path: str) -> list[Item]:
     """Decode a wire `list[Item]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (Item.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
-        for _x in value
-    ]
+    out: list[Item] = []
+    for _x in value:
+        if type(_x) is dict:
+            out.append(Item.from_wire(_x))
+        else:
+            _fail(path + "[item]", "a map", _x)
+    return out
 
 
 def _decode_3(value: _Any, path: str) -> list[_timedelta]:
     """Decode a wire `list[_timedelta]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (
-            _duration_from_wire(_x)
-            if type(_x) is int
-            else _fail(path + "[item]", "a duration (int nanoseconds)", _x)
-        )
-        for _x in value
-    ]
+    out: list[_timedelta] = []
+    for _x in value:
+        if type(_x) is int:
+            out.append(_duration_from_wire(_x))
+        else:
+            _fail(path + "[item]", "a duration (int nanoseconds)", _x)
+    return out
 
 
 def _decode_4(value: _Any, path: str) -> list[_datetime]:
     """Decode a wire `list[_datetime]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (_x if type(_x) is _datetime else _fail(path + "[item]", "a timestamp", _x)) for _x in value
-    ]
+    for _x in value:
+        if type(_x) is not _datetime:
+            _fail(path + "[item]", "a timestamp", _x)
+    out: list[_datetime] = value
+    return out
 
 
 def _decode_5(value: _Any, path: str) -> dict[str, int]:
     """Decode a wire `dict[str, int]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
-            _x
-            if type(_x) is int and -9223372036854775808 <= _x <= 9223372036854775807
-            else _fail(path + "[value]", "an int64", _x)
-        )
-        for _k, _x in value.items()
-    }
+    for _k, _x in value.items():
+        if type(_k) is not str:
+            _fail(path + "[key]", "a string", _k)
+        if not (type(_x) is int and -9223372036854775808 <= _x <= 9223372036854775807):
+            _fail(path + "[value]", "an int64", _x)
+    out: dict[str, int] = value
+    return out
 
 
 def _decode_6(value: _Any, path: str) -> dict[int, Item]:
     """Decode a wire `dict[int, Item]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (
-            _k
-            if type(_k) is int and -2147483648 <= _k <= 2147483647
-            else _fail(path + "[key]", "an int32", _k)
-        ): (Item.from_wire(_x) if type(_x) is dict else _fail(path + "[value]", "a map", _x))
-        for _k, _x in value.items()
-    }
+    out: dict[int, Item] = {}
+    for _k, _x in value.items():
+        if type(_k) is int and -2147483648 <= _k <= 2147483647:
+            _key = _k
+        else:
+            _fail(path + "[key]", "an int32", _k)
+        if type(_x) is dict:
+            out[_key] = Item.from_wire(_x)
+        else:
+            _fail(path + "[value]", "a map", _x)
+    return out
 
 
 def _decode_7(value: _Any, path: str) -> dict[Color, str]:
     """Decode a wire `dict[Color, str]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (
-            _Color_by_number.get(_k, Color.COLOR_UNSPECIFIED)
-            if type(_k) is int
-            else _fail(path + "[key]", "an enum number", _k)
-        ): (_x if type(_x) is str else _fail(path + "[value]", "a string", _x))
-        for _k, _x in value.items()
-    }
+    out: dict[Color, str] = {}
+    for _k, _x in value.items():
+        if type(_k) is int:
+            _key = _Color_by_number.get(_k, Color.COLOR_UNSPECIFIED)
+        else:
+            _fail(path + "[key]", "an enum number", _k)
+        if type(_x) is str:
+            out[_key] = _x
+        else:
+            _fail(path + "[value]", "a string", _x)
+    return out
 
 
 def _decode_8(value: _Any, path: str) -> dict[bool, bytes]:
     """Decode a wire `dict[bool, bytes]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (_k if type(_k) is bool else _fail(path + "[key]", "a bool", _k)): (
-            _x if type(_x) is bytes else _fail(path + "[value]", "bytes", _x)
-        )
-        for _k, _x in value.items()
-    }
+    for _k, _x in value.items():
+        if type(_k) is not bool:
+            _fail(path + "[key]", "a bool", _k)
+        if type(_x) is not bytes:
+            _fail(path + "[value]", "bytes", _x)
+    out: dict[bool, bytes] = value
+    return out
 
 
 def _decode_9(value: _Any, path: str) -> list[list[int]]:
     """Decode a wire `list[list[int]]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [_decode_10(_x, path + "[item]") for _x in value]
+    out: list[list[int]] = []
+    for _x in value:
+        out.append(_decode_10(_x, path + "[item]"))
+    return out
 
 
 def _decode_10(value: _Any, path: str) -> list[int]:
     """Decode a wire `list[int]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (
-            _x
-            if type(_x) is int and -2147483648 <= _x <= 2147483647
-            else _fail(path + "[item]", "an int32", _x)
-        )
-        for _x in value
-    ]
+    for _x in value:
+        if not (type(_x) is int and -2147483648 <= _x <= 2147483647):
+            _fail(path + "[item]", "an int32", _x)
+    out: list[int] = value
+    return out
 
 
 def _decode_11(value: _Any, path: str) -> dict[str, list[Item]]:
     """Decode a wire `dict[str, list[Item]]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): _decode_2(
-            _x, path + "[value]"
-        )
-        for _k, _x in value.items()
-    }
+    out: dict[str, list[Item]] = {}
+    for _k, _x in value.items():
+        if type(_k) is str:
+            _key = _k
+        else:
+            _fail(path + "[key]", "a string", _k)
+        out[_key] = _decode_2(_x, path + "[value]")
+    return out
 
 
 def _decode_12(value: _Any, path: str) -> dict[int, _timedelta]:
     """Decode a wire `dict[int, _timedelta]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (
-            _k
-            if type(_k) is int and 0 <= _k <= 18446744073709551615
-            else _fail(path + "[key]", "a uint64", _k)
-        ): (
-            _duration_from_wire(_x)
-            if type(_x) is int
-            else _fail(path + "[value]", "a duration (int nanoseconds)", _x)
-        )
-        for _k, _x in value.items()
-    }
+    out: dict[int, _timedelta] = {}
+    for _k, _x in value.items():
+        if type(_k) is int and 0 <= _k <= 18446744073709551615:
+            _key = _k
+        else:
+            _fail(path + "[key]", "a uint64", _k)
+        if type(_x) is int:
+            out[_key] = _duration_from_wire(_x)
+        else:
+            _fail(path + "[value]", "a duration (int nanoseconds)", _x)
+    return out
 
 
 class Color(_enum.IntEnum):

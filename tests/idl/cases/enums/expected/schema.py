@@ -30,14 +30,13 @@ def _decode_1(value: _Any, path: str) -> list[Level]:
     """Decode a wire `list[Level]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (
-            _Level_by_number.get(_x, Level.LEVEL_UNSPECIFIED)
-            if type(_x) is int
-            else _fail(path + "[item]", "an enum number", _x)
-        )
-        for _x in value
-    ]
+    out: list[Level] = []
+    for _x in value:
+        if type(_x) is int:
+            out.append(_Level_by_number.get(_x, Level.LEVEL_UNSPECIFIED))
+        else:
+            _fail(path + "[item]", "an enum number", _x)
+    return out
 
 
 class Level(_enum.IntEnum):

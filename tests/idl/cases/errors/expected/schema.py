@@ -35,19 +35,24 @@ def _decode_1(value: _Any, path: str) -> list[str]:
     """Decode a wire `list[str]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [(_x if type(_x) is str else _fail(path + "[item]", "a string", _x)) for _x in value]
+    for _x in value:
+        if type(_x) is not str:
+            _fail(path + "[item]", "a string", _x)
+    out: list[str] = value
+    return out
 
 
 def _decode_2(value: _Any, path: str) -> dict[str, str]:
     """Decode a wire `dict[str, str]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
-            _x if type(_x) is str else _fail(path + "[value]", "a string", _x)
-        )
-        for _k, _x in value.items()
-    }
+    for _k, _x in value.items():
+        if type(_k) is not str:
+            _fail(path + "[key]", "a string", _k)
+        if type(_x) is not str:
+            _fail(path + "[value]", "a string", _x)
+    out: dict[str, str] = value
+    return out
 
 
 class Overloaded(_rt.SchemaError):

@@ -37,22 +37,30 @@ def _decode_1(value: _Any, path: str) -> list[_money.Money]:
     """Decode a wire `list[_money.Money]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (_money.Money.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
-        for _x in value
-    ]
+    out: list[_money.Money] = []
+    for _x in value:
+        if type(_x) is dict:
+            out.append(_money.Money.from_wire(_x))
+        else:
+            _fail(path + "[item]", "a map", _x)
+    return out
 
 
 def _decode_2(value: _Any, path: str) -> dict[str, _money.Money]:
     """Decode a wire `dict[str, _money.Money]`; `path` names the field in errors."""
     if type(value) is not dict:
         _fail(path, "a map", value)
-    return {
-        (_k if type(_k) is str else _fail(path + "[key]", "a string", _k)): (
-            _money.Money.from_wire(_x) if type(_x) is dict else _fail(path + "[value]", "a map", _x)
-        )
-        for _k, _x in value.items()
-    }
+    out: dict[str, _money.Money] = {}
+    for _k, _x in value.items():
+        if type(_k) is str:
+            _key = _k
+        else:
+            _fail(path + "[key]", "a string", _k)
+        if type(_x) is dict:
+            out[_key] = _money.Money.from_wire(_x)
+        else:
+            _fail(path + "[value]", "a map", _x)
+    return out
 
 
 def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:

@@ -30,10 +30,13 @@ def _decode_1(value: _Any, path: str) -> list[Shape]:
     """Decode a wire `list[Shape]`; `path` names the field in errors."""
     if type(value) is not list:
         _fail(path, "an array", value)
-    return [
-        (Shape.from_wire(_x) if type(_x) is dict else _fail(path + "[item]", "a map", _x))
-        for _x in value
-    ]
+    out: list[Shape] = []
+    for _x in value:
+        if type(_x) is dict:
+            out.append(Shape.from_wire(_x))
+        else:
+            _fail(path + "[item]", "a map", _x)
+    return out
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
