@@ -225,6 +225,15 @@ class SimulatedCluster:
         self.nodes[address].join(list(seeds), self.clock.now())
         self._flush(address)
 
+    def leave(self, address: str) -> None:
+        """Graceful leave of the node at `address` (it keeps running to spread the news)."""
+        self.nodes[address].leave(self.clock.now())
+        self._flush(address)
+
+    def update_tags(self, address: str, tags: Mapping[str, str]) -> None:
+        self.nodes[address].update_tags(tags, self.clock.now())
+        self._flush(address)
+
     def kill(self, address: str) -> None:
         """Crash the node: it stops running and datagrams to it find no route."""
         self.network.detach(address)

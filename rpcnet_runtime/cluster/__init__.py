@@ -1,6 +1,7 @@
 """Cluster membership: SWIM with Lifeguard, phi accrual detection, partitions and events.
 
-The sans-IO core is `SwimNode`; the asyncio `Membership` driver runs it on a server's QUIC port.
+The sans-IO core is `SwimNode` (see docs/cluster.md); the asyncio `Membership` driver runs it on
+a server's QUIC port. `WorkerRegistry` selects workers among the members.
 """
 
 from .awareness import Awareness
@@ -8,6 +9,8 @@ from .broadcast import TransmitLimitedQueue
 from .config import ClusterConfig
 from .failure_detector import PhiAccrualDetector
 from .partition import PartitionDetector
+from .registry import NoWorkersAvailable, Worker, WorkerRegistry
+from .subscriptions import EventHub, Subscription
 from .suspicion import Suspicion, remaining_suspicion_time, suspicion_timeout
 from .swim import SwimCounters, SwimNode
 from .types import (
@@ -27,9 +30,11 @@ __all__ = [
     "Awareness",
     "ClusterConfig",
     "ClusterEvent",
+    "EventHub",
     "EventsDropped",
     "Member",
     "MemberState",
+    "NoWorkersAvailable",
     "NodeFailed",
     "NodeJoined",
     "NodeLeft",
@@ -38,10 +43,13 @@ __all__ = [
     "PartitionDetector",
     "PartitionHealed",
     "PhiAccrualDetector",
+    "Subscription",
     "Suspicion",
     "SwimCounters",
     "SwimNode",
     "TransmitLimitedQueue",
+    "Worker",
+    "WorkerRegistry",
     "remaining_suspicion_time",
     "suspicion_timeout",
 ]

@@ -153,6 +153,8 @@ class SwimNode:
         self.id = self_id
         self.address = address
         self.counters = SwimCounters()
+        if tags is not None:
+            config.with_(tags=tags)  # validates
         self._tags = dict(config.tags if tags is None else tags)
         self._incarnation = 0
         self._leaving = False
@@ -223,7 +225,7 @@ class SwimNode:
         live = self._table.live
         count = min(len(live), max(self.config.gossip_fanout, 8))
         for member_id in self._rng.sample(live, count):
-            self._send(self._table.require(member_id), [message])
+            self._send(self._table.require(member_id), [message], piggyback=False)
 
     def update_tags(self, tags: Mapping[str, str], now: float) -> None:
         """Publish new tags: a fresh incarnation of this node's ``Alive``."""
@@ -394,7 +396,12 @@ class SwimNode:
             if m.target_id != self.id:
                 self.counters.misdirected += 1
                 return
-            self._send_to(m.source_address, [Ack(m.seq)])
+            reply: list[Message] = [Ack(m.seq)]
+            prober = self._table.get(sender_id)
+            if prober is not None and prober.state is MemberState.FAILED:
+                # It does not know it was declared failed: tell it, so it refutes now.
+                reply.append(Dead(prober.id, prober.incarnation, self.id))
+            self._send_to(m.source_address, reply)
         elif isinstance(m, IndirectPing):
             if m.target_id == self.id:
                 self._send_to(m.source_address, [Ack(m.seq)])
