@@ -52,6 +52,8 @@ BULK = bytes(64 * 1024)
 THROUGHPUT_CONCURRENCY = 64
 BULK_CONCURRENCY = 8
 WORKLOADS = ("latency", "throughput", "bulk")
+STALL_GRACE = 15.0
+"""Seconds a call may still take after a measurement's end before its stack is marked failed."""
 
 
 @dataclass
@@ -126,7 +128,13 @@ async def _callers(
 
     tasks = [asyncio.ensure_future(caller(i)) for i in range(concurrency)]
     try:
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 15.0)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + STALL_GRACE)
+    except TimeoutError:
+        stalled = sum(1 for t in tasks if not t.done())
+        raise RuntimeError(
+            f"{stalled} of {concurrency} callers stalled: a call got no reply within "
+            f"{STALL_GRACE:.0f} s after the measurement ended"
+        ) from None
     finally:
         for task in tasks:
             task.cancel()
