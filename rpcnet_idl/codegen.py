@@ -2,7 +2,8 @@
 
 Pipeline: `model.build_modules` (escaped names and code fragments) -> Jinja2 templates (strict
 undefined) -> `black.format_str` in-process. Nothing here reads or writes files other than the
-templates; `cli` does the disk work.
+templates; `cli` does the disk work. The conventions of the generated code (defaults, enums,
+unions, escaping) and the measurements behind its shape are in ``docs/perf/codegen.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Python names for schema names: snake_case methods, escaped keywords and clashes.
 
-The rules, and why (see also ``docs/codegen.md``):
+The rules, and why (also in ``docs/perf/codegen.md``):
 
 - A name that is a Python keyword or soft keyword gets a trailing underscore (``class_``).
 - Type names (module level) that are builtins also get one (``list_``): generated code uses
