@@ -109,6 +109,20 @@ class ClusterConfig:
         )
         return replace(base, **overrides)
 
+    @classmethod
+    def wan(cls, **overrides: Any) -> ClusterConfig:
+        """Slower timers for members spread over a WAN (round trips of tens of milliseconds)."""
+        base = cls(
+            probe_interval=1.0,
+            probe_timeout=0.5,
+            gossip_interval=0.5,
+            gossip_fanout=4,
+            push_pull_interval=60.0,
+            reconnect_interval=5.0,
+            partition_stable_after=10.0,
+        )
+        return replace(base, **overrides)
+
     def with_(self, **changes: Any) -> ClusterConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)

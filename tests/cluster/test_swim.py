@@ -497,7 +497,8 @@ def test_config_validation(change: dict[str, object]) -> None:
 def test_config_presets_and_derived_figures() -> None:
     lan, local = ClusterConfig.lan(), ClusterConfig.local()
     assert lan == ClusterConfig()
-    assert local.probe_interval < lan.probe_interval
+    assert local.probe_interval < lan.probe_interval < ClusterConfig.wan().probe_interval
+    assert ClusterConfig.local(gossip_fanout=5).gossip_fanout == 5
     assert lan.suspicion_min(5) == pytest.approx(1.2)  # survives a 1 s pause
     assert lan.suspicion_min(1000) == pytest.approx(3.6)
     assert lan.suspicion_max(5) == pytest.approx(3.6)
