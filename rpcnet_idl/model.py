@@ -43,6 +43,16 @@ _STATUS_NAMES = frozenset(
     }
 )  # fmt: skip
 
+#: Names a generated module defines or imports for itself; sibling module aliases avoid them.
+_HELPER_NAMES = frozenset(
+    {
+        "_abc", "_dataclasses", "_enum", "_AsyncIterable", "_AsyncIterator", "_Mapping",
+        "_datetime", "_timedelta", "_Any", "_ClassVar", "_NoReturn", "_Self", "_rt",
+        "_duration_from_wire", "_duration_to_wire", "_fail", "_unimplemented", "_obj", "_get",
+        "_v",
+    }
+)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class FieldModel:
@@ -227,6 +237,8 @@ class _ModuleBuilder:
             return py_name
         module = self.modules[key]
         alias = "_" + module
+        if alias in _HELPER_NAMES or alias.startswith("_decode_") or alias.endswith("_by_number"):
+            alias += "_"
         self._imports[module] = alias
         return f"{alias}.{py_name}"
 

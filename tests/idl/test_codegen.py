@@ -291,6 +291,20 @@ def test_two_schemas_with_one_stem_are_an_error() -> None:
     assert "schema.py" in diagnostic.message
 
 
+def test_sibling_module_aliases_avoid_the_modules_own_helpers(tmp_path: Path) -> None:
+    program = _program(
+        'package a.v1;\nimport "rt.rpc";\nimport "fail.rpc";\n'
+        "message A { r.v1.R r = 1; f.v1.F f = 2; }\n",
+        {"rt.rpc": "package r.v1;\nmessage R {}\n", "fail.rpc": "package f.v1;\nmessage F {}\n"},
+    )
+    files = generate(program)
+    assert "from . import rt as _rt_\n" in files["schema.py"]
+    assert "from . import fail as _fail_\n" in files["schema.py"]
+    with imported(files, tmp_path, "gen_alias") as modules:
+        message = modules["schema"].A(r=modules["rt"].R(), f=modules["fail"].F())
+        assert modules["schema"].A.from_wire(message.to_wire()) == message
+
+
 def test_a_type_named_like_a_generated_class_is_an_error() -> None:
     program = _program("package a.v1;\nmessage M {}\nmessage FooClient {}\nservice Foo {}\n")
     with pytest.raises(IdlError) as error:
