@@ -223,9 +223,11 @@ JOURNAL = _rt.ServiceDescriptor(
 
 
 class JournalClient:
-    """Typed client of `cases.docs.v1.Journal`, on any `rpcnet_runtime.Channel`.
+    """A documented service.
 
-    A documented service.
+    Typed client of `cases.docs.v1.Journal`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
     """
 
     __slots__ = ("_channel",)
@@ -266,11 +268,11 @@ class JournalClient:
 
 
 class JournalBase(_abc.ABC):
-    """Server skeleton of `cases.docs.v1.Journal`: override the methods you serve.
+    """A documented service.
 
-    The others answer UNIMPLEMENTED.
+    Server skeleton of `cases.docs.v1.Journal`.
 
-    A documented service.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = JOURNAL

@@ -153,7 +153,10 @@ BILLING = _rt.ServiceDescriptor(
 
 
 class BillingClient:
-    """Typed client of `cases.imports.v1.Billing`, on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.imports.v1.Billing`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -176,9 +179,9 @@ class BillingClient:
 
 
 class BillingBase(_abc.ABC):
-    """Server skeleton of `cases.imports.v1.Billing`: override the methods you serve.
+    """Server skeleton of `cases.imports.v1.Billing`.
 
-    The others answer UNIMPLEMENTED.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = BILLING

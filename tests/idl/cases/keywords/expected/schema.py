@@ -242,7 +242,10 @@ KEYWORDS = _rt.ServiceDescriptor(
 
 
 class KeywordsClient:
-    """Typed client of `cases.keywords.v1.Keywords`, on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.keywords.v1.Keywords`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -279,9 +282,9 @@ class KeywordsClient:
 
 
 class KeywordsBase(_abc.ABC):
-    """Server skeleton of `cases.keywords.v1.Keywords`: override the methods you serve.
+    """Server skeleton of `cases.keywords.v1.Keywords`.
 
-    The others answer UNIMPLEMENTED.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = KEYWORDS

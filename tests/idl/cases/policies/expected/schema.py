@@ -243,7 +243,10 @@ STORE = _rt.ServiceDescriptor(
 
 
 class StoreClient:
-    """Typed client of `cases.policies.v1.Store`, on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.policies.v1.Store`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -308,9 +311,9 @@ class StoreClient:
 
 
 class StoreBase(_abc.ABC):
-    """Server skeleton of `cases.policies.v1.Store`: override the methods you serve.
+    """Server skeleton of `cases.policies.v1.Store`.
 
-    The others answer UNIMPLEMENTED.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = STORE

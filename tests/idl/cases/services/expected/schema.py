@@ -275,7 +275,10 @@ CALC = _rt.ServiceDescriptor(
 
 
 class CalcClient:
-    """Typed client of `cases.services.v1.Calc`, on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.services.v1.Calc`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -354,9 +357,9 @@ class CalcClient:
 
 
 class CalcBase(_abc.ABC):
-    """Server skeleton of `cases.services.v1.Calc`: override the methods you serve.
+    """Server skeleton of `cases.services.v1.Calc`.
 
-    The others answer UNIMPLEMENTED.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = CALC
@@ -394,7 +397,10 @@ EMPTY = _rt.ServiceDescriptor(
 
 
 class EmptyClient:
-    """Typed client of `cases.services.v1.Empty`, on any `rpcnet_runtime.Channel`."""
+    """Typed client of `cases.services.v1.Empty`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -403,9 +409,9 @@ class EmptyClient:
 
 
 class EmptyBase(_abc.ABC):
-    """Server skeleton of `cases.services.v1.Empty`: override the methods you serve.
+    """Server skeleton of `cases.services.v1.Empty`.
 
-    The others answer UNIMPLEMENTED.
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
     """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = EMPTY
