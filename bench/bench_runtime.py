@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -271,6 +272,29 @@ async def profile_stack(peers: list[Peer], args: argparse.Namespace, name: str) 
 # -- output -------------------------------------------------------------------------------------
 
 
+def runtime_version() -> str:
+    """The commit the measured rpcnet_runtime comes from, with ``+dirty`` for local edits."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "rpcnet_runtime"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def load_average() -> str:
     with open("/proc/loadavg", encoding="ascii") as f:
         return " ".join(f.read().split()[:3])
@@ -284,7 +308,8 @@ def report(peers: list[Peer], args: argparse.Namespace, loads: tuple[str, str]) 
     rows = {p.stack.name: p.tally.summary() for p in peers}
     print(
         f"\nrounds={args.rounds} duration={args.duration}s per measurement, "
-        f"cpus={os.cpu_count()}, loadavg start {loads[0]} / end {loads[1]}"
+        f"cpus={os.cpu_count()}, loadavg start {loads[0]} / end {loads[1]}, "
+        f"rpcnet_runtime at {runtime_version()}"
     )
     header = (
         f"{'stack':<16}{'p50 us':>9}{'p99 us':>9}{'calls/s c64':>13}"
@@ -328,6 +353,7 @@ def report(peers: list[Peer], args: argparse.Namespace, loads: tuple[str, str]) 
         "rounds": args.rounds,
         "duration": args.duration,
         "loadavg": loads,
+        "runtime_version": runtime_version(),
         "results": rows,
         "errors": {p.stack.name: p.tally.error for p in peers if p.tally.error},
         "ratios": ratios,
