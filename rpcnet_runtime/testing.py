@@ -244,10 +244,16 @@ class SimulatedCluster:
         """SIGSTOP: the node stops running; datagrams to it wait until `resume`."""
         self._paused.setdefault(address, [])
 
-    def resume(self, address: str) -> None:
-        """SIGCONT: the node handles what arrived meanwhile, then runs its timers."""
+    def resume(self, address: str, *, timers_first: bool = False) -> None:
+        """SIGCONT: the node handles what arrived meanwhile, then runs its timers.
+
+        :param timers_first: run the expired timers before reading the backlog (an event loop
+            may well do that after a pause).
+        """
         backlog = self._paused.pop(address, [])
         node = self.nodes[address]
+        if timers_first:
+            node.tick(self.clock.now())
         for src, data in backlog:
             node.receive(src, data, self.clock.now())
         self._flush(address)

@@ -53,6 +53,9 @@ class ClusterConfig:
     """Lifeguard: poor local health may stretch probe timeouts up to this factor."""
     retransmit_mult: int = 4
     """Each update is piggybacked retransmit_mult * ceil(log10(n + 1)) times."""
+    stall_threshold: float = 0.5
+    """Called this late for the next probe, the node assumes it was itself stalled (paused,
+    blocked) and postpones its suspicion timers instead of acting on them."""
     gossip_interval: float = 0.2
     """How often pending updates are pushed to `gossip_fanout` random members."""
     gossip_fanout: int = 3
@@ -101,6 +104,7 @@ class ClusterConfig:
         base = cls(
             probe_interval=0.05,
             probe_timeout=0.025,
+            stall_threshold=0.125,
             gossip_interval=0.05,
             push_pull_interval=5.0,
             reconnect_interval=0.125,
@@ -115,6 +119,7 @@ class ClusterConfig:
         base = cls(
             probe_interval=1.0,
             probe_timeout=0.5,
+            stall_threshold=2.5,
             gossip_interval=0.5,
             gossip_fanout=4,
             push_pull_interval=60.0,
@@ -163,6 +168,7 @@ def _validate(c: ClusterConfig) -> None:
         "probe_interval": c.probe_interval,
         "probe_timeout": c.probe_timeout,
         "gossip_interval": c.gossip_interval,
+        "stall_threshold": c.stall_threshold,
         "push_pull_interval": c.push_pull_interval,
         "reconnect_interval": c.reconnect_interval,
         "failed_member_retention": c.failed_member_retention,

@@ -73,6 +73,11 @@ class Suspicion:
         self._deadline = self.start + timeout
         return True
 
+    def postpone(self, seconds: float) -> None:
+        """Shift the suspicion later by `seconds` (time this node spent stalled)."""
+        self.start += seconds
+        self._deadline += seconds
+
     def remaining(self, now: float) -> float:
         """Seconds until `deadline` (negative when overdue)."""
         return self._deadline - now

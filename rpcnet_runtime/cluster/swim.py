@@ -37,6 +37,10 @@ suspect), (b) its phi accrual detector crosses ``phi_threshold``, or (c) a ``Dea
 downgraded as above. Priority probes replace round-robin ones, so each node still sends one probe
 per period.
 
+Stalls. Called long after the probe timer was due, the node concludes that it was itself stopped
+(SIGSTOP, a blocked loop) and postpones its suspicions instead of acting on timers that expired
+while it could not read the refutations (see `_check_stall`).
+
 Phi accrual. Every packet from a live member is a heartbeat for that member's detector. At the
 start of each period the ``phi_checks_per_period`` members heard from least recently are checked;
 phi above the threshold makes the member a priority probe and counts it as unreachable for
@@ -113,6 +117,8 @@ class SwimCounters:
     """Suspicions cleared locally by an answered probe."""
     dead_downgraded: int = 0
     """``Dead`` updates treated as suspicions because the member answered us recently."""
+    stalls: int = 0
+    """Times this node noticed it had not run for a while (see `SwimNode._check_stall`)."""
 
 
 @dataclass(slots=True)
@@ -241,6 +247,7 @@ class SwimNode:
             the addresses the messages name).
         """
         self.counters.packets_received += 1
+        self._check_stall(now)
         if len(data) > self.config.max_message_bytes:
             self.counters.oversized += 1
             return
@@ -266,6 +273,7 @@ class SwimNode:
 
     def tick(self, now: float) -> None:
         """Run every timer that is due at `now`."""
+        self._check_stall(now)
         probe = self._probe
         if probe is not None:
             if not probe.indirect_sent and now >= probe.direct_deadline:
@@ -540,6 +548,30 @@ class SwimNode:
         if member_id in self._unreachable:
             self._unreachable.discard(member_id)
             self._partition_dirty = True
+
+    def _check_stall(self, now: float) -> None:
+        """Notice that this node itself was stalled (SIGSTOP, a blocked event loop).
+
+        The probe timer is re-armed at least every (scaled) protocol period, so being called
+        much later than it means this process did not run. Timers that expired meanwhile say
+        nothing about the peers: the in-flight probe is abandoned without blame, running
+        suspicions are postponed by the stall (the refutations may be waiting unread), and
+        the stall counts against local health.
+        """
+        if self._leaving:
+            return
+        stall = now - self._next_probe
+        if stall <= self.config.stall_threshold:
+            return
+        self.counters.stalls += 1
+        self._awareness.apply_delta(1)
+        self._probe = None
+        self._relays.clear()
+        for member_id in self._suspects:
+            record = self._table.get(member_id)
+            if record is not None and record.suspicion is not None:
+                record.suspicion.postpone(stall)
+        self._next_probe = now
 
     def _gossip(self) -> None:
         if not self._queue or not self._table.live:

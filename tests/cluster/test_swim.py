@@ -162,6 +162,21 @@ def test_one_second_pause_gives_no_false_failure(seed: int) -> None:
     assert c.nodes[addr(0)].counters.refutations >= 1  # it was suspected, and refuted
 
 
+def test_stalled_node_does_not_act_on_timers_that_expired_while_it_was_stopped() -> None:
+    c = SimulatedCluster(LAN, 5, seed=12)
+    c.run_for(1.0)
+    node = c.nodes[addr(0)]
+    # node0 alone heard that n1 is suspected, then froze for longer than the suspicion lasts.
+    node.receive(addr(2), encode_packet("n2", [Suspect("n1", 0, "n2")]), c.clock.now())
+    c.pause(addr(0))
+    c.run_for(LAN.suspicion_max(5) + 0.5)
+    c.resume(addr(0), timers_first=True)  # the event loop runs its timers before reading
+    c.run_for(5.0)
+    assert [e.node.id for a, _, e in events_of(c, NodeFailed) if a == addr(0)] == []  # type: ignore[attr-defined]
+    assert node.member("n1").state is MemberState.ALIVE  # type: ignore[union-attr]
+    assert node.counters.stalls == 1
+
+
 def test_no_false_failure_under_ten_percent_loss() -> None:
     c = SimulatedCluster(LAN, 5, seed=8, drop=0.1)
     c.run_for(120.0)
