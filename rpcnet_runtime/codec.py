@@ -12,6 +12,7 @@ Values inside a message map ``{field_number: value}``:
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -21,11 +22,24 @@ __all__ = ["duration_from_wire", "duration_to_wire", "pack", "unpack"]
 
 _packer_options: dict[str, Any] = {"use_bin_type": True, "datetime": True}
 _unpacker_options: dict[str, Any] = {"raw": False, "strict_map_key": False, "timestamp": 3}
+_local = threading.local()
 
 
 def pack(value: Any) -> bytes:
-    """Encode a wire value (maps, lists, scalars) as msgpack."""
-    data: bytes = msgpack.packb(value, **_packer_options)
+    """Encode a wire value (maps, lists, scalars) as msgpack.
+
+    Reuses one `msgpack.Packer` per thread: building a packer per call costs about a third of
+    the encoding time of a small message.
+    """
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(**_packer_options)
+    try:
+        data: bytes = packer.pack(value)
+    except BaseException:
+        packer.reset()  # a failed pack must not leave half a value in the next one
+        raise
     return data
 
 
