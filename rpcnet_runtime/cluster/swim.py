@@ -263,9 +263,14 @@ class SwimNode:
             return
         self._heard_from(packet.sender_id, now)
         # Membership updates first, so a reply sent below already carries their consequences
-        # (a refutation rides on the ack of the ping that carried the suspicion).
+        # (a refutation rides on the ack of the ping that carried the suspicion). Alive ones
+        # before the others: the precedence rules make the result independent of the order,
+        # except for what the Dead rule checks (who owns an address now).
         for m in packet.messages:
-            if isinstance(m, Alive | Suspect | Dead):
+            if isinstance(m, Alive):
+                self._on_update(m, now)
+        for m in packet.messages:
+            if isinstance(m, Suspect | Dead):
                 self._on_update(m, now)
         for m in packet.messages:
             if not isinstance(m, Alive | Suspect | Dead):
@@ -587,8 +592,11 @@ class SwimNode:
 
     def _reconnect(self, now: float) -> None:
         retention = self.config.failed_member_retention
-        for member_id in [m for m, since in self._gone.items() if now - since > retention]:
-            self._forget(member_id)
+        for member_id, since in list(self._gone.items()):
+            record = self._table.require(member_id)
+            # Reap after the retention time, or once another member owns the address.
+            if now - since > retention or self._by_address.get(record.address) != member_id:
+                self._forget(member_id)
         failed = [m for m in self._gone if self._table.require(m).state is MemberState.FAILED]
         if failed:
             record = self._table.require(self._rng.choice(failed))
@@ -664,6 +672,10 @@ class SwimNode:
         self._queue.queue(self.id, self._alive_message())
 
     def _apply_alive(self, m: Alive, now: float) -> None:
+        if m.address == self.address:
+            # Another id at our own address is the process we replaced: it is gone for certain.
+            self._queue.queue(m.node_id, Dead(m.node_id, m.incarnation, self.id))
+            return
         other = self._by_address.get(m.address)
         if other is not None and other != m.node_id and m.node_id not in self._table:
             old = self._table.get(other)
@@ -731,6 +743,7 @@ class SwimNode:
             and m.incarnation == record.incarnation
             and last is not None
             and now - last < self.config.suspicion_min(self.num_members)
+            and self._by_address.get(record.address) == record.id  # not replaced by a restart
         )
 
     def _suspicion_due(self, member_id: str, now: float) -> bool:

@@ -130,6 +130,24 @@ def test_restarted_node_with_new_id_at_same_address() -> None:
     assert len(events_of(c, NodeFailed)) == 4
 
 
+def test_fast_restart_old_id_fails_and_is_reaped() -> None:
+    c = SimulatedCluster(LAN, 5, seed=13)
+    c.run_for(1.0)
+    c.kill(addr(4))
+    c.add_node("n4-new", addr(4))  # restarted before anyone noticed the crash
+    c.join(addr(4), [addr(0)])
+    t0 = c.clock.now()
+    c.run_for(6.0)
+    for i in range(4):
+        node = c.nodes[addr(i)]
+        assert node.member("n4") is None  # failed (misdirected pings go unanswered), then reaped
+        assert node.member("n4-new").state is MemberState.ALIVE  # type: ignore[union-attr]
+    failed = Counter((a, e.node.id) for a, _, e in events_of(c, NodeFailed))  # type: ignore[attr-defined]
+    assert failed == Counter({(addr(i), "n4"): 1 for i in range(4)})
+    # The new process announced its predecessor's death: no suspicion timeout to wait for.
+    assert all(t - t0 < 0.5 for _, t, _ in events_of(c, NodeFailed))
+
+
 def test_node_declared_failed_refutes_and_recovers() -> None:
     c = SimulatedCluster(LAN, 5, seed=7)
     c.run_for(1.0)
