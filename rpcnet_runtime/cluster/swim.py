@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -86,14 +86,13 @@ from .messages import (
     encoded_size,
 )
 from .partition import PartitionDetector
+from .probing import ProbeOrder, ProbeRound, Relay, Relays
 from .state import LIVE, MemberRecord, MemberTable, Transition, Update
 from .suspicion import Suspicion
 from .types import ClusterEvent, Member, MemberState
 
 __all__ = ["SwimCounters", "SwimNode"]
 
-_MAX_RELAYS = 1024
-_MAX_PRIORITY = 64
 _PACKET_OVERHEAD = 16
 
 
@@ -119,25 +118,6 @@ class SwimCounters:
     """``Dead`` updates treated as suspicions because the member answered us recently."""
     stalls: int = 0
     """Times this node noticed it had not run for a while (see `SwimNode._check_stall`)."""
-
-
-@dataclass(slots=True)
-class _Probe:
-    target: str
-    seq: int
-    direct_deadline: float
-    period_end: float
-    indirect_sent: bool = False
-    nacks_expected: int = 0
-    nacks: int = 0
-
-
-@dataclass(slots=True)
-class _Relay:
-    origin_address: str
-    origin_seq: int
-    deadline: float
-    nack: bool
 
 
 class SwimNode:
@@ -181,11 +161,9 @@ class SwimNode:
         self._partition_deadline: float | None = None
         self._outgoing: list[tuple[str, bytes]] = []
         self._events: list[ClusterEvent] = []
-        self._probe: _Probe | None = None
-        self._relays: dict[int, _Relay] = {}
-        self._priority: deque[str] = deque()
-        self._order: list[str] = []
-        self._order_index = 0
+        self._probe: ProbeRound | None = None
+        self._relays = Relays()
+        self._order = ProbeOrder(rng)
         self._seq = rng.randrange(1 << 31)
         self._next_probe = now + rng.uniform(0.0, config.probe_interval)
         self._next_gossip = now + rng.uniform(0.0, config.gossip_interval)
@@ -210,9 +188,7 @@ class SwimNode:
         """Adopt `members` as ALIVE without events or gossip (bootstrapping simulations/tests)."""
         for record in self._table.adopt((m for m in members if m.id != self.id), now):
             self._by_address[record.address] = record.id
-        self._order = list(self._table.live)
-        self._rng.shuffle(self._order)
-        self._order_index = 0
+        self._order.reset(self._table.live)
         self.joined = True
         self._partition_dirty = True
 
@@ -285,8 +261,7 @@ class SwimNode:
                 self._send_indirect(probe)
             if now >= probe.period_end:
                 self._probe_failed(probe, now)
-        for seq in [s for s, r in self._relays.items() if now >= r.deadline]:
-            relay = self._relays.pop(seq)
+        for relay in self._relays.expire(now):
             if relay.nack:
                 self._send_to(relay.origin_address, [Nack(relay.origin_seq)])
         for member_id in [m for m in self._suspects if self._suspicion_due(m, now)]:
@@ -323,9 +298,10 @@ class SwimNode:
             if self._gone:
                 times.append(self._next_reconnect)
         if self._probe is not None:
-            p = self._probe
-            times.append(p.period_end if p.indirect_sent else p.direct_deadline)
-        times.extend(r.deadline for r in self._relays.values())
+            times.append(self._probe.next_deadline())
+        relays = self._relays.next_deadline()
+        if relays is not None:
+            times.append(relays)
         for member_id in self._suspects:
             record = self._table.get(member_id)
             if record is not None and record.suspicion is not None:
@@ -419,18 +395,15 @@ class SwimNode:
             if m.target_id == self.id:
                 self._send_to(m.source_address, [Ack(m.seq)])
                 return
-            if len(self._relays) >= _MAX_RELAYS:
-                del self._relays[next(iter(self._relays))]
             seq = self._next_seq()
             # Nack a little before the origin's own wait ends, so the nack arrives in time.
             deadline = now + 0.8 * self.config.probe_timeout
-            self._relays[seq] = _Relay(m.source_address, m.seq, deadline, m.nack)
+            self._relays.add(seq, Relay(m.source_address, m.seq, deadline, m.nack))
             self._send_to(m.target_address, [Ping(seq, m.target_id, self.address)])
         elif isinstance(m, Ack):
             if self._probe is not None and m.seq == self._probe.seq:
                 self._probe_succeeded(self._probe, now)
-            elif m.seq in self._relays:
-                relay = self._relays.pop(m.seq)
+            elif (relay := self._relays.pop(m.seq)) is not None:
                 self._send_to(relay.origin_address, [Ack(relay.origin_seq)])
             else:
                 self.counters.stale_acks += 1
@@ -455,12 +428,12 @@ class SwimNode:
         messages: list[Message] = [Ping(seq, target_id, self.address)]
         if record.state is MemberState.SUSPECT:  # buddy system: tell the suspect directly
             messages.append(Suspect(target_id, record.incarnation, self.id))
-        self._probe = _Probe(
+        self._probe = ProbeRound(
             target_id, seq, now + self._awareness.scale(self.config.probe_timeout), now + period
         )
         self._send(record, messages)
 
-    def _send_indirect(self, probe: _Probe) -> None:
+    def _send_indirect(self, probe: ProbeRound) -> None:
         probe.indirect_sent = True
         target = self._table.get(probe.target)
         if target is None or target.state not in LIVE:
@@ -481,7 +454,7 @@ class SwimNode:
             retry.append(Suspect(target.id, target.incarnation, self.id))
         self._send(target, retry)
 
-    def _probe_succeeded(self, probe: _Probe, now: float) -> None:
+    def _probe_succeeded(self, probe: ProbeRound, now: float) -> None:
         self._probe = None
         self._awareness.apply_delta(-1)
         self._last_ack[probe.target] = now
@@ -489,7 +462,7 @@ class SwimNode:
             self._suspects.discard(probe.target)
             self.counters.suspicions_cleared += 1
 
-    def _probe_failed(self, probe: _Probe, now: float) -> None:
+    def _probe_failed(self, probe: ProbeRound, now: float) -> None:
         self._probe = None
         missing = probe.nacks_expected - probe.nacks
         self._awareness.apply_delta(missing if probe.nacks_expected else 1)
@@ -498,29 +471,14 @@ class SwimNode:
             self._apply_suspect(Suspect(record.id, record.incarnation, self.id), now)
 
     def _next_target(self) -> str | None:
-        current = self._probe.target if self._probe else None
-        while self._priority:
-            member_id = self._priority.popleft()
-            record = self._table.get(member_id)
-            if record is not None and record.state in LIVE and member_id != current:
-                return member_id
-        for _ in range(len(self._order) + 2):
-            if self._order_index >= len(self._order):
-                self._order = list(self._table.live)
-                self._rng.shuffle(self._order)
-                self._order_index = 0
-                if not self._order:
-                    return None
-            member_id = self._order[self._order_index]
-            self._order_index += 1
-            record = self._table.get(member_id)
-            if record is not None and record.state in LIVE:
-                return member_id
-        return None
+        table = self._table
 
-    def _prioritise(self, member_id: str) -> None:
-        if member_id not in self._priority and len(self._priority) < _MAX_PRIORITY:
-            self._priority.append(member_id)
+        def probeable(member_id: str) -> bool:
+            record = table.get(member_id)
+            return record is not None and record.state in LIVE
+
+        current = self._probe.target if self._probe else None
+        return self._order.next(table.live, probeable, exclude=current)
 
     def _check_phi(self, now: float) -> None:
         threshold = self.config.phi_threshold
@@ -531,7 +489,7 @@ class SwimNode:
                 if member_id not in self._unreachable:
                     self._unreachable.add(member_id)
                     self._partition_dirty = True
-                self._prioritise(member_id)
+                self._order.prioritise(member_id)
 
     def _heard_from(self, member_id: str, now: float) -> None:
         record = self._table.get(member_id)
@@ -647,7 +605,7 @@ class SwimNode:
         else:
             self.counters.dead_downgraded += 1
             self._apply_suspect(Suspect(m.node_id, m.incarnation, m.from_id), now)
-            self._prioritise(m.node_id)
+            self._order.prioritise(m.node_id)
 
     def _about_me(self, m: Alive | Suspect | Dead) -> None:
         if self._leaving:
@@ -693,7 +651,7 @@ class SwimNode:
             self._suspects.discard(m.node_id)
             self._gone.pop(m.node_id, None)
             if t.old_state not in LIVE:
-                self._insert_in_order(m.node_id)
+                self._order.insert(m.node_id)
         self._transitioned(t, m)
 
     def _apply_suspect(self, m: Suspect, now: float) -> None:
@@ -714,7 +672,7 @@ class SwimNode:
         )
         self._suspects.add(m.node_id)
         if m.from_id != self.id and self._rng.random() * n < c.early_probers:
-            self._prioritise(m.node_id)
+            self._order.prioritise(m.node_id)
         self._transitioned(t, m)
 
     def _apply_dead(self, m: Dead, now: float) -> None:
@@ -757,11 +715,7 @@ class SwimNode:
 
     def _admitted(self, record: MemberRecord) -> None:
         self._by_address[record.address] = record.id
-        self._insert_in_order(record.id)
-
-    def _insert_in_order(self, member_id: str) -> None:
-        at = self._rng.randint(self._order_index, len(self._order))
-        self._order.insert(at, member_id)
+        self._order.insert(record.id)
 
     def _forget(self, member_id: str) -> None:
         record = self._table.remove(member_id)

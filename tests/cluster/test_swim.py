@@ -562,3 +562,36 @@ def test_mock_network_knobs() -> None:
     assert net.pop() == (0.01, "a", "b", b"1")
     assert net.pop() == (0.5, "a", "b", b"2")
     assert net.pop() is None and net.dropped == 2
+
+
+# -- probe bookkeeping -------------------------------------------------------------------------
+
+
+def test_probe_order_visits_every_member_once_per_round_priority_first() -> None:
+    from rpcnet_runtime.cluster.probing import ProbeOrder
+
+    live = [f"m{i}" for i in range(10)]
+    order = ProbeOrder(random.Random(0))
+    first = [order.next(live, lambda m: True) for _ in range(10)]
+    assert sorted(first) == live  # type: ignore[type-var]
+    order.prioritise("m3")
+    order.prioritise("m3")
+    order.insert("new")
+    second = [order.next([*live, "new"], lambda m: m != "m5") for _ in range(12)]
+    # Priority first, then the newcomer (inserted in what was left of the round), then a new
+    # round over the live members, skipping the one no longer probeable.
+    assert second[:2] == ["m3", "new"]
+    assert sorted(second[2:]) == sorted(m for m in [*live, "new"] if m != "m5")  # type: ignore[type-var]
+    assert ProbeOrder(random.Random(0)).next([], lambda m: True) is None
+
+
+def test_relays_are_bounded_and_expire() -> None:
+    from rpcnet_runtime.cluster.probing import Relay, Relays
+
+    relays = Relays(limit=2)
+    for seq in range(3):
+        relays.add(seq, Relay("o:1", seq, deadline=float(seq), nack=True))
+    assert len(relays) == 2 and relays.pop(0) is None  # the oldest made room
+    assert relays.next_deadline() == 1.0
+    assert [r.origin_seq for r in relays.expire(1.5)] == [1]
+    assert relays.pop(2) is not None and relays.next_deadline() is None
