@@ -129,13 +129,14 @@ async def _callers(
 
     tasks = [asyncio.ensure_future(caller(i)) for i in range(concurrency)]
     try:
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + STALL_GRACE)
-    except TimeoutError:
-        stalled = sum(1 for t in tasks if not t.done())
-        raise RuntimeError(
-            f"{stalled} of {concurrency} callers stalled: a call got no reply within "
-            f"{STALL_GRACE:.0f} s after the measurement ended"
-        ) from None
+        _, pending = await asyncio.wait(tasks, timeout=duration + STALL_GRACE)
+        if pending:
+            raise RuntimeError(
+                f"{len(pending)} of {concurrency} callers stalled: a call got no reply within "
+                f"{STALL_GRACE:.0f} s after the measurement ended"
+            )
+        for task in tasks:
+            task.result()  # a caller's exception fails the measurement
     finally:
         for task in tasks:
             task.cancel()
