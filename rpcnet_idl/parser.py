@@ -1,10 +1,11 @@
 """Parse one `.rpc` file into an `ast.Schema`.
 
-Lark's LALR parser (``grammars/rpcnet.lark``, positions propagated) builds a parse tree; a
-Transformer that only constructs frozen AST nodes turns it into `ast.Schema`; doc comments are
-attached afterwards by position (see `_doc_comments`). A syntax error becomes one ``syntax``
-diagnostic, labelled through the catalogue in `syntax_examples`; semantic problems are the
-checker's business and never raised here.
+Lark's LALR parser (``grammars/rpcnet.lark``, contextual lexer) calls `_Builder`'s methods as
+it reduces each rule, so frozen AST nodes are built on the fly and no parse tree is; spans come
+from each rule's first and last token. Doc comments are found by a separate scan first and
+attached by position (see `_doc_comments`). The parse tables are cached per user (`lark_cache`).
+A syntax error becomes one ``syntax`` diagnostic, labelled through the catalogue in
+`syntax_examples`; semantic problems are the checker's business and never raised here.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 
 from . import ast, resources
 from .diagnostics import Diagnostic, IdlError
+from .lark_cache import load_lark
 from .syntax_examples import describe_syntax_error
 
 __all__ = ["INT32_MAX", "MAX_FIELD_NUMBER", "parse", "parse_duration"]
@@ -41,19 +44,22 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+_OPTIONS: dict[str, Any] = {
+    "parser": "lalr",
+    "lexer": "contextual",
+    "propagate_positions": False,
+    "maybe_placeholders": False,
+}
+
+
 @functools.cache
 def _lark() -> Lark:
-    return Lark(
-        resources.read_text("grammars", "rpcnet.lark"),
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=False,
-    )
+    """The parser, with `_BUILDER` as its callbacks (no parse tree is built)."""
+    return load_lark(resources.read_text("grammars", "rpcnet.lark"), _BUILDER, **_OPTIONS)
 
 
-def _span(meta: Any) -> ast.Span:
-    return ast.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+_Child = Any
+"""A callback's child: a `Token` or a node with a ``span``."""
 
 
 def _tspan(token: Token) -> ast.Span:
@@ -63,8 +69,17 @@ def _tspan(token: Token) -> ast.Span:
     return ast.Span(token.line, token.column, end_line, end_col)
 
 
+def _cspan(first: _Child, last: _Child) -> ast.Span:
+    """The span from the start of `first` to the end of `last` (tokens or spanned nodes)."""
+    start = _tspan(first) if isinstance(first, Token) else first.span
+    end = _tspan(last) if isinstance(last, Token) else last.span
+    return ast.Span(start.line, start.column, end.end_line, end.end_column)
+
+
 def _unquote(token: Token) -> str:
     body = str(token)[1:-1]
+    if "\\" not in body:
+        return body
     escapes = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
     return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(1)), body)
 
@@ -112,29 +127,48 @@ class _SchemaParts(NamedTuple):
 
 
 class _Header:
-    """The shared parts of a declaration: annotations, name token and the rest."""
+    """A declaration's parts: annotations, name token and body (keyword and braces dropped).
 
-    def __init__(self, children: list[Any]) -> None:
-        self.annotations = tuple(c for c in children if isinstance(c, ast.Annotation))
-        rest = [c for c in children if not isinstance(c, ast.Annotation)]
-        self.name: Token = rest[0]
-        self.body = rest[1:]
+    `children` are a ``!`` rule's: annotations, the keyword (absent for enum values), the
+    name, then the rest.
+    """
+
+    __slots__ = ("annotations", "body", "name", "span")
+
+    def __init__(self, children: list[Any], keyword: bool) -> None:
+        index = 0
+        while isinstance(children[index], ast.Annotation):
+            index += 1
+        self.annotations: tuple[ast.Annotation, ...] = tuple(children[:index])
+        index += keyword
+        self.name: Token = children[index]
+        self.body = children[index + 1 :]
+        self.span = _cspan(children[0], children[-1])
 
 
-@v_args(meta=True)
-class _ToAst(Transformer[Token, Any]):
-    """Builds AST nodes only; never raises for user errors (the checker reports those)."""
+class _Builder(Transformer[Token, Any]):
+    """Parser callbacks (run during the LALR parse, on each rule's children): build AST nodes
+    only; never raise for user errors (the checker reports those).
 
-    def __init__(self, docs: Mapping[tuple[int, int], str]) -> None:
+    Rules marked ``!`` in the grammar keep their tokens, so a node's span runs from its first
+    child to its last, exactly where Lark's propagated positions would put it.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
+        self.set_docs({})
+
+    def set_docs(self, docs: Mapping[tuple[int, int], str]) -> None:
+        """Doc comments by the position of the token they document, for the next parse."""
         self._docs = docs
-        """Doc comments by the position of the token they document."""
         self._positions = sorted(docs)
 
-    def _doc(self, meta: Any, name: Token | None = None) -> str | None:
-        """The doc comment before the element at `meta`: before its first annotation, or
+    def _doc(self, span: ast.Span, name: Token | None = None) -> str | None:
+        """The doc comment before the element at `span`: before its first annotation, or
         after its annotations but before its `name`."""
-        start = (meta.line, meta.column)
+        if not self._positions:
+            return None
+        start = (span.line, span.column)
         end = (name.line, name.column) if name is not None else start
         index = bisect.bisect_left(self._positions, start)
         if index < len(self._positions) and self._positions[index] <= end:
@@ -143,151 +177,157 @@ class _ToAst(Transformer[Token, Any]):
 
     # -- names, types and values -----------------------------------------------------------
 
-    def dotted_name(self, meta: Any, children: list[Token]) -> _Dotted:
-        return _Dotted(".".join(str(t) for t in children), _span(meta))
+    def dotted_name(self, children: list[Token]) -> _Dotted:
+        if len(children) == 1:
+            return _Dotted(str(children[0]), _tspan(children[0]))
+        return _Dotted(".".join(children), _cspan(children[0], children[-1]))
 
-    def named_type(self, meta: Any, children: list[_Dotted]) -> ast.ScalarType | ast.NamedType:
+    def named_type(self, children: list[_Dotted]) -> ast.ScalarType | ast.NamedType:
         dotted = children[0]
         if dotted.name in ast.SCALAR_TYPES:
             return ast.ScalarType(dotted.name, dotted.span)
         return ast.NamedType(dotted.name, dotted.span)
 
-    def list_type(self, meta: Any, children: list[ast.TypeRef]) -> ast.ListType:
-        return ast.ListType(children[0], _span(meta))
+    def list_type(self, children: list[Any]) -> ast.ListType:
+        return ast.ListType(children[2], _cspan(children[0], children[-1]))
 
-    def map_type(self, meta: Any, children: list[ast.TypeRef]) -> ast.MapType:
-        return ast.MapType(children[0], children[1], _span(meta))
+    def map_type(self, children: list[Any]) -> ast.MapType:
+        return ast.MapType(children[2], children[4], _cspan(children[0], children[-1]))
 
-    def duration_value(self, meta: Any, children: list[Token]) -> ast.DurationValue:
+    def duration_value(self, children: list[Token]) -> ast.DurationValue:
         text = str(children[0])
         return ast.DurationValue(parse_duration(text), text, _tspan(children[0]))
 
-    def float_value(self, meta: Any, children: list[Token]) -> ast.FloatValue:
+    def float_value(self, children: list[Token]) -> ast.FloatValue:
         return ast.FloatValue(float(children[0]), _tspan(children[0]))
 
-    def int_value(self, meta: Any, children: list[Token]) -> ast.IntValue:
+    def int_value(self, children: list[Token]) -> ast.IntValue:
         return ast.IntValue(int(children[0]), _tspan(children[0]))
 
-    def string_value(self, meta: Any, children: list[Token]) -> ast.StringValue:
+    def string_value(self, children: list[Token]) -> ast.StringValue:
         return ast.StringValue(_unquote(children[0]), _tspan(children[0]))
 
-    def true_value(self, meta: Any, children: list[Token]) -> ast.BoolValue:
+    def true_value(self, children: list[Token]) -> ast.BoolValue:
         return ast.BoolValue(True, _tspan(children[0]))
 
-    def false_value(self, meta: Any, children: list[Token]) -> ast.BoolValue:
+    def false_value(self, children: list[Token]) -> ast.BoolValue:
         return ast.BoolValue(False, _tspan(children[0]))
 
-    def name_value(self, meta: Any, children: list[_Dotted]) -> ast.NameValue:
+    def name_value(self, children: list[_Dotted]) -> ast.NameValue:
         return ast.NameValue(children[0].name, children[0].span)
 
-    def range_value(self, meta: Any, children: list[ast.AnnotationValue]) -> ast.RangeValue:
-        return ast.RangeValue(children[0], children[1], _span(meta))
+    def range_value(self, children: list[ast.AnnotationValue]) -> ast.RangeValue:
+        return ast.RangeValue(children[0], children[1], _cspan(children[0], children[-1]))
 
-    def list_value(self, meta: Any, children: list[ast.AnnotationValue]) -> ast.ListValue:
-        return ast.ListValue(tuple(c for c in children if c is not None), _span(meta))
+    def list_value(self, children: list[Any]) -> ast.ListValue:
+        items = tuple(c for c in children if not isinstance(c, Token))
+        return ast.ListValue(items, _cspan(children[0], children[-1]))
 
-    def named_argument(self, meta: Any, children: list[Any]) -> _Named:
+    def named_argument(self, children: list[Any]) -> _Named:
         return _Named(str(children[0]), children[1])
 
-    def annotation(self, meta: Any, children: list[Any]) -> ast.Annotation:
+    def annotation(self, children: list[Any]) -> ast.Annotation:
         name = str(children[0])[1:]
-        positional = tuple(c for c in children[1:] if c is not None and not isinstance(c, _Named))
-        named = tuple((c.name, c.value) for c in children[1:] if isinstance(c, _Named))
-        return ast.Annotation(name, positional, named, _span(meta))
+        arguments = [c for c in children[1:] if not isinstance(c, Token)]
+        positional = tuple(c for c in arguments if not isinstance(c, _Named))
+        named = tuple((c.name, c.value) for c in arguments if isinstance(c, _Named))
+        return ast.Annotation(name, positional, named, _cspan(children[0], children[-1]))
 
     # -- members ---------------------------------------------------------------------------
 
-    def field(self, meta: Any, children: list[Any]) -> ast.Field:
-        annotations = tuple(c for c in children if isinstance(c, ast.Annotation))
-        rest = [c for c in children if not isinstance(c, ast.Annotation)]
-        optional = isinstance(rest[0], Token) and rest[0].type == "OPTIONAL"
-        if optional:
-            rest = rest[1:]
-        type_ref, name, number = rest
+    def field(self, children: list[Any]) -> ast.Field:
+        index = 0
+        while isinstance(children[index], ast.Annotation):
+            index += 1
+        optional = isinstance(children[index], Token)  # only OPTIONAL is a token there
+        type_ref, name, _, number = children[index + optional : index + optional + 4]
+        span = _cspan(children[0], children[-1])
         return ast.Field(
             name=str(name),
             number=int(number),
             type=type_ref,
             optional=optional,
-            annotations=annotations,
-            doc=self._doc(meta, name),
-            span=_span(meta),
+            annotations=tuple(children[:index]),
+            doc=self._doc(span, name),
+            span=span,
             name_span=_tspan(name),
             number_span=_tspan(number),
         )
 
-    def enum_value(self, meta: Any, children: list[Any]) -> ast.EnumValue:
-        header = _Header(children)
-        number: Token = header.body[0]
+    def enum_value(self, children: list[Any]) -> ast.EnumValue:
+        header = _Header(children, keyword=False)
+        number: Token = header.body[1]
         return ast.EnumValue(
             name=str(header.name),
             number=int(number),
             annotations=header.annotations,
-            doc=self._doc(meta, header.name),
-            span=_span(meta),
+            doc=self._doc(header.span, header.name),
+            span=header.span,
             number_span=_tspan(number),
         )
 
-    def reserved_number(self, meta: Any, children: list[Token]) -> tuple[int, int]:
+    def reserved_number(self, children: list[Token]) -> tuple[int, int]:
         return (int(children[0]), int(children[0]))
 
-    def reserved_range(self, meta: Any, children: list[Token]) -> tuple[int, int]:
+    def reserved_range(self, children: list[Token]) -> tuple[int, int]:
         high = children[1]
         return (int(children[0]), _MAX if high.type == "MAX" else int(high))
 
-    def reserved_name(self, meta: Any, children: list[Token]) -> str:
+    def reserved_name(self, children: list[Token]) -> str:
         return _unquote(children[0])
 
-    def reserved(self, meta: Any, children: list[Any]) -> ast.Reserved:
-        ranges = tuple(c for c in children if isinstance(c, tuple))
-        names = tuple(c for c in children if isinstance(c, str))
-        return ast.Reserved(ranges, names, _span(meta))
+    def reserved(self, children: list[Any]) -> ast.Reserved:
+        items = [c for c in children if not isinstance(c, Token)]
+        ranges = tuple(c for c in items if isinstance(c, tuple))
+        names = tuple(c for c in items if isinstance(c, str))
+        return ast.Reserved(ranges, names, _cspan(children[0], children[-1]))
 
     # -- declarations ----------------------------------------------------------------------
 
-    def enum_decl(self, meta: Any, children: list[Any]) -> ast.Enum:
-        h = _Header(children)
+    def enum_decl(self, children: list[Any]) -> ast.Enum:
+        h = _Header(children, keyword=True)
         return ast.Enum(
             name=str(h.name),
             values=tuple(c for c in h.body if isinstance(c, ast.EnumValue)),
             reserved=_reserved(h.body, INT32_MAX),
             annotations=h.annotations,
-            doc=self._doc(meta, h.name),
-            span=_span(meta),
+            doc=self._doc(h.span, h.name),
+            span=h.span,
             name_span=_tspan(h.name),
         )
 
-    def _fields(self, meta: Any, children: list[Any]) -> dict[str, Any]:
-        h = _Header(children)
+    def _fields(self, children: list[Any]) -> dict[str, Any]:
+        h = _Header(children, keyword=True)
         return {
             "name": str(h.name),
             "reserved": _reserved(h.body, MAX_FIELD_NUMBER),
             "annotations": h.annotations,
-            "doc": self._doc(meta, h.name),
-            "span": _span(meta),
+            "doc": self._doc(h.span, h.name),
+            "span": h.span,
             "name_span": _tspan(h.name),
             "fields": tuple(c for c in h.body if isinstance(c, ast.Field)),
         }
 
-    def message_decl(self, meta: Any, children: list[Any]) -> ast.Message:
-        return ast.Message(**self._fields(meta, children))
+    def message_decl(self, children: list[Any]) -> ast.Message:
+        return ast.Message(**self._fields(children))
 
-    def error_decl(self, meta: Any, children: list[Any]) -> ast.Error:
-        return ast.Error(**self._fields(meta, children))
+    def error_decl(self, children: list[Any]) -> ast.Error:
+        return ast.Error(**self._fields(children))
 
-    def union_decl(self, meta: Any, children: list[Any]) -> ast.Union:
-        parts = self._fields(meta, children)
+    def union_decl(self, children: list[Any]) -> ast.Union:
+        parts = self._fields(children)
         parts["variants"] = parts.pop("fields")
         return ast.Union(**parts)
 
-    def throws(self, meta: Any, children: list[Any]) -> tuple[ast.TypeRef, ...]:
+    def throws(self, children: list[Any]) -> tuple[ast.TypeRef, ...]:
         return tuple(children)
 
-    def method(self, meta: Any, children: list[Any]) -> ast.Method:
-        h = _Header(children)
-        body = list(h.body)
+    def method(self, children: list[Any]) -> ast.Method:
+        h = _Header(children, keyword=True)
+        # body: "(" STREAM? type ")" "returns" "(" STREAM? type ")" throws? ";"
+        body = [c for c in h.body if not isinstance(c, Token) or c.type == "STREAM"]
         throws: tuple[ast.NamedType, ...] = ()
-        if body and isinstance(body[-1], tuple):
+        if isinstance(body[-1], tuple):
             # A scalar named in throws is kept as a NamedType so the checker can report it.
             throws = tuple(ast.NamedType(t.name, t.span) for t in body.pop())
         request_stream = isinstance(body[0], Token)
@@ -295,36 +335,34 @@ class _ToAst(Transformer[Token, Any]):
             body.pop(0)
         request = body.pop(0)
         response_stream = isinstance(body[0], Token)
-        if response_stream:
-            body.pop(0)
         return ast.Method(
             name=str(h.name),
             request=request,
             request_stream=request_stream,
-            response=body[0],
+            response=body[-1],
             response_stream=response_stream,
             throws=throws,
             annotations=h.annotations,
-            doc=self._doc(meta, h.name),
-            span=_span(meta),
+            doc=self._doc(h.span, h.name),
+            span=h.span,
             name_span=_tspan(h.name),
         )
 
-    def service_decl(self, meta: Any, children: list[Any]) -> ast.Service:
-        h = _Header(children)
+    def service_decl(self, children: list[Any]) -> ast.Service:
+        h = _Header(children, keyword=True)
         return ast.Service(
             name=str(h.name),
             methods=tuple(c for c in h.body if isinstance(c, ast.Method)),
             annotations=h.annotations,
-            doc=self._doc(meta, h.name),
-            span=_span(meta),
+            doc=self._doc(h.span, h.name),
+            span=h.span,
             name_span=_tspan(h.name),
         )
 
-    def package_decl(self, meta: Any, children: list[_Dotted]) -> tuple[_Dotted, str | None]:
-        return children[0], self._doc(meta)
+    def package_decl(self, children: list[Any]) -> tuple[_Dotted, str | None]:
+        return children[1], self._doc(_tspan(children[0]))
 
-    def start(self, meta: Any, children: list[Any]) -> _SchemaParts:
+    def start(self, children: list[Any]) -> _SchemaParts:
         package, doc = children[0]
         return _SchemaParts(
             package=package,
@@ -333,8 +371,13 @@ class _ToAst(Transformer[Token, Any]):
             declarations=tuple(c for c in children[1:] if not isinstance(c, ast.Import)),
         )
 
-    def import_decl(self, meta: Any, children: list[Token]) -> ast.Import:
-        return ast.Import(_unquote(children[0]), _span(meta))
+    def import_decl(self, children: list[Token]) -> ast.Import:
+        return ast.Import(_unquote(children[1]), _cspan(children[0], children[-1]))
+
+
+_BUILDER = _Builder()
+_LOCK = threading.RLock()
+"""Guards `_BUILDER`'s per-parse doc comments (parses run one at a time)."""
 
 
 _SCAN = re.compile(
@@ -403,7 +446,9 @@ def _located_error(text: str) -> UnexpectedInput:
 
 
 def _parse_only(text: str) -> object:
-    return _lark().parse(text)
+    with _LOCK:
+        _BUILDER.set_docs({})
+        return _lark().parse(text)
 
 
 def parse(text: str, path: str) -> ast.Schema:
@@ -411,13 +456,18 @@ def parse(text: str, path: str) -> ast.Schema:
 
     Raises `IdlError` with a single ``syntax`` diagnostic on malformed input.
     """
-    try:
-        tree = _lark().parse(text)
-    except UnexpectedInput:
-        error = _located_error(text)
-        diagnostic = _syntax_diagnostic(error, text, path, _parse_only)
-        raise IdlError([diagnostic]) from None
-    schema = cast(_SchemaParts, _ToAst(_doc_comments(text)).transform(tree))
+    docs = _doc_comments(text) if "///" in text else {}
+    with _LOCK:
+        try:
+            _BUILDER.set_docs(docs)
+            schema = cast(_SchemaParts, _lark().parse(text))
+        except UnexpectedInput:
+            _BUILDER.set_docs({})
+            error = _located_error(text)
+            diagnostic = _syntax_diagnostic(error, text, path, _parse_only)
+            raise IdlError([diagnostic]) from None
+        finally:
+            _BUILDER.set_docs({})
     return ast.Schema(
         path=path,
         package=schema.package.name,
