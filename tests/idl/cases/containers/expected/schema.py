@@ -220,12 +220,14 @@ class Item:
         if type(data) is not dict:
             _fail("Item", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.name = ""
-        elif type(_v) is str:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.name = _v
+        elif _v is None:
+            _obj.name = ""
         else:
             _fail("Item.name", "a string", _v)
         return _obj
@@ -315,52 +317,82 @@ class Containers:
             _obj.maybe_span = _duration_from_wire(_v)
         else:
             _fail("Containers.maybe_span", "a duration (int nanoseconds)", _v)
-        _v = _get(5)
+        try:
+            _v = data[5]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.names = []
         else:
             _obj.names = _decode_1(_v, "Containers.names")
-        _v = _get(6)
+        try:
+            _v = data[6]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.items = []
         else:
             _obj.items = _decode_2(_v, "Containers.items")
-        _v = _get(7)
+        try:
+            _v = data[7]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.spans = []
         else:
             _obj.spans = _decode_3(_v, "Containers.spans")
-        _v = _get(8)
+        try:
+            _v = data[8]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.times = []
         else:
             _obj.times = _decode_4(_v, "Containers.times")
-        _v = _get(9)
+        try:
+            _v = data[9]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.counts = {}
         else:
             _obj.counts = _decode_5(_v, "Containers.counts")
-        _v = _get(10)
+        try:
+            _v = data[10]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.items_by_id = {}
         else:
             _obj.items_by_id = _decode_6(_v, "Containers.items_by_id")
-        _v = _get(11)
+        try:
+            _v = data[11]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.labels = {}
         else:
             _obj.labels = _decode_7(_v, "Containers.labels")
-        _v = _get(12)
+        try:
+            _v = data[12]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.flags = {}
         else:
             _obj.flags = _decode_8(_v, "Containers.flags")
-        _v = _get(13)
+        try:
+            _v = data[13]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.matrix = []
         else:
             _obj.matrix = _decode_9(_v, "Containers.matrix")
-        _v = _get(14)
+        try:
+            _v = data[14]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.groups = {}
         else:
@@ -372,7 +404,10 @@ class Containers:
             _obj.item = Item.from_wire(_v)
         else:
             _fail("Containers.item", "a map", _v)
-        _v = _get(16)
+        try:
+            _v = data[16]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.timeouts = {}
         else:

@@ -83,19 +83,24 @@ class Note:
         if type(data) is not dict:
             _fail("Note", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.text = ""
-        elif type(_v) is str:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.text = _v
+        elif _v is None:
+            _obj.text = ""
         else:
             _fail("Note.text", "a string", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.mood = Mood.MOOD_UNSPECIFIED
-        elif type(_v) is int:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.mood = _Mood_by_number.get(_v, Mood.MOOD_UNSPECIFIED)
+        elif _v is None:
+            _obj.mood = Mood.MOOD_UNSPECIFIED
         else:
             _fail("Note.mood", "an enum number", _v)
         return _obj

@@ -86,22 +86,30 @@ class Leveled:
         if type(data) is not dict:
             _fail("Leveled", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.level = Level.LEVEL_UNSPECIFIED
-        elif type(_v) is int:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.level = _Level_by_number.get(_v, Level.LEVEL_UNSPECIFIED)
+        elif _v is None:
+            _obj.level = Level.LEVEL_UNSPECIFIED
         else:
             _fail("Leveled.level", "an enum number", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.sparse = Sparse.TEN
-        elif type(_v) is int:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.sparse = _Sparse_by_number.get(_v, Sparse.TEN)
+        elif _v is None:
+            _obj.sparse = Sparse.TEN
         else:
             _fail("Leveled.sparse", "an enum number", _v)
-        _v = _get(3)
+        try:
+            _v = data[3]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.history = []
         else:

@@ -61,19 +61,24 @@ class Money:
         if type(data) is not dict:
             _fail("Money", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.currency = Currency.CURRENCY_UNSPECIFIED
-        elif type(_v) is int:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.currency = _Currency_by_number.get(_v, Currency.CURRENCY_UNSPECIFIED)
+        elif _v is None:
+            _obj.currency = Currency.CURRENCY_UNSPECIFIED
         else:
             _fail("Money.currency", "an enum number", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.units = 0
-        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
             _obj.units = _v
+        elif _v is None:
+            _obj.units = 0
         else:
             _fail("Money.units", "an int64", _v)
         return _obj

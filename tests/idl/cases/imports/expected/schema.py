@@ -103,19 +103,28 @@ class Invoice:
             _obj.total = _money.Money.from_wire(_v)
         else:
             _fail("Invoice.total", "a map", _v)
-        _v = _get(2)
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.lines = []
         else:
             _obj.lines = _decode_1(_v, "Invoice.lines")
-        _v = _get(3)
-        if _v is None:
-            _obj.currency = _money.Currency.CURRENCY_UNSPECIFIED
-        elif type(_v) is int:
+        try:
+            _v = data[3]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.currency = _money._Currency_by_number.get(_v, _money.Currency.CURRENCY_UNSPECIFIED)
+        elif _v is None:
+            _obj.currency = _money.Currency.CURRENCY_UNSPECIFIED
         else:
             _fail("Invoice.currency", "an enum number", _v)
-        _v = _get(4)
+        try:
+            _v = data[4]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.by_item = {}
         else:

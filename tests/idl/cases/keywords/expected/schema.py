@@ -90,75 +90,104 @@ class class_:
         if type(data) is not dict:
             _fail("class", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.def_ = ""
-        elif type(_v) is str:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.def_ = _v
+        elif _v is None:
+            _obj.def_ = ""
         else:
             _fail("class.def", "a string", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.from_ = 0
-        elif type(_v) is int and -2147483648 <= _v <= 2147483647:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
             _obj.from_ = _v
+        elif _v is None:
+            _obj.from_ = 0
         else:
             _fail("class.from", "an int32", _v)
-        _v = _get(3)
-        if _v is None:
-            _obj.to_wire_ = False
-        elif type(_v) is bool:
+        try:
+            _v = data[3]
+        except KeyError:
+            _v = None
+        if type(_v) is bool:
             _obj.to_wire_ = _v
+        elif _v is None:
+            _obj.to_wire_ = False
         else:
             _fail("class.to_wire", "a bool", _v)
-        _v = _get(4)
-        if _v is None:
-            _obj.from_wire_ = False
-        elif type(_v) is bool:
+        try:
+            _v = data[4]
+        except KeyError:
+            _v = None
+        if type(_v) is bool:
             _obj.from_wire_ = _v
+        elif _v is None:
+            _obj.from_wire_ = False
         else:
             _fail("class.from_wire", "a bool", _v)
-        _v = _get(5)
-        if _v is None:
-            _obj.id = ""
-        elif type(_v) is str:
+        try:
+            _v = data[5]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.id = _v
+        elif _v is None:
+            _obj.id = ""
         else:
             _fail("class.id", "a string", _v)
-        _v = _get(6)
-        if _v is None:
-            _obj.type_ = ""
-        elif type(_v) is str:
+        try:
+            _v = data[6]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.type_ = _v
+        elif _v is None:
+            _obj.type_ = ""
         else:
             _fail("class.type", "a string", _v)
-        _v = _get(7)
-        if _v is None:
-            _obj.int_ = 0
-        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+        try:
+            _v = data[7]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
             _obj.int_ = _v
+        elif _v is None:
+            _obj.int_ = 0
         else:
             _fail("class.int", "an int64", _v)
-        _v = _get(8)
-        if _v is None:
-            _obj.lambda_ = str_.name_
-        elif type(_v) is int:
+        try:
+            _v = data[8]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.lambda_ = _str__by_number.get(_v, str_.name_)
+        elif _v is None:
+            _obj.lambda_ = str_.name_
         else:
             _fail("class.lambda", "an enum number", _v)
-        _v = _get(9)
-        if _v is None:
-            _obj.self_ = ""
-        elif type(_v) is str:
+        try:
+            _v = data[9]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.self_ = _v
+        elif _v is None:
+            _obj.self_ = ""
         else:
             _fail("class.self", "a string", _v)
-        _v = _get(10)
-        if _v is None:
-            _obj.match_ = ""
-        elif type(_v) is str:
+        try:
+            _v = data[10]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.match_ = _v
+        elif _v is None:
+            _obj.match_ = ""
         else:
             _fail("class.match", "a string", _v)
         return _obj

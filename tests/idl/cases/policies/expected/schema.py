@@ -67,19 +67,24 @@ class Key:
         if type(data) is not dict:
             _fail("Key", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.id = ""
-        elif type(_v) is str:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.id = _v
+        elif _v is None:
+            _obj.id = ""
         else:
             _fail("Key.id", "a string", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.tenant = ""
-        elif type(_v) is str:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.tenant = _v
+        elif _v is None:
+            _obj.tenant = ""
         else:
             _fail("Key.tenant", "a string", _v)
         return _obj
@@ -105,12 +110,14 @@ class Value:
         if type(data) is not dict:
             _fail("Value", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.data = b""
-        elif type(_v) is bytes:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is bytes:
             _obj.data = _v
+        elif _v is None:
+            _obj.data = b""
         else:
             _fail("Value.data", "bytes", _v)
         return _obj

@@ -70,71 +70,98 @@ class Scalars:
             _fail("Scalars", "a map", data)
         _obj = object.__new__(cls)
         _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.flag = False
-        elif type(_v) is bool:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is bool:
             _obj.flag = _v
+        elif _v is None:
+            _obj.flag = False
         else:
             _fail("Scalars.flag", "a bool", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.i32 = 0
-        elif type(_v) is int and -2147483648 <= _v <= 2147483647:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
             _obj.i32 = _v
+        elif _v is None:
+            _obj.i32 = 0
         else:
             _fail("Scalars.i32", "an int32", _v)
-        _v = _get(3)
-        if _v is None:
-            _obj.i64 = 0
-        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+        try:
+            _v = data[3]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
             _obj.i64 = _v
+        elif _v is None:
+            _obj.i64 = 0
         else:
             _fail("Scalars.i64", "an int64", _v)
-        _v = _get(4)
-        if _v is None:
-            _obj.u32 = 0
-        elif type(_v) is int and 0 <= _v <= 4294967295:
+        try:
+            _v = data[4]
+        except KeyError:
+            _v = None
+        if type(_v) is int and 0 <= _v <= 4294967295:
             _obj.u32 = _v
+        elif _v is None:
+            _obj.u32 = 0
         else:
             _fail("Scalars.u32", "a uint32", _v)
-        _v = _get(5)
-        if _v is None:
-            _obj.u64 = 0
-        elif type(_v) is int and 0 <= _v <= 18446744073709551615:
+        try:
+            _v = data[5]
+        except KeyError:
+            _v = None
+        if type(_v) is int and 0 <= _v <= 18446744073709551615:
             _obj.u64 = _v
+        elif _v is None:
+            _obj.u64 = 0
         else:
             _fail("Scalars.u64", "a uint64", _v)
-        _v = _get(6)
-        if _v is None:
-            _obj.f32 = 0.0
-        elif type(_v) is float:
+        try:
+            _v = data[6]
+        except KeyError:
+            _v = None
+        if type(_v) is float:
             _obj.f32 = _v
         elif type(_v) is int:
             _obj.f32 = float(_v)
+        elif _v is None:
+            _obj.f32 = 0.0
         else:
             _fail("Scalars.f32", "a float", _v)
-        _v = _get(7)
-        if _v is None:
-            _obj.f64 = 0.0
-        elif type(_v) is float:
+        try:
+            _v = data[7]
+        except KeyError:
+            _v = None
+        if type(_v) is float:
             _obj.f64 = _v
         elif type(_v) is int:
             _obj.f64 = float(_v)
+        elif _v is None:
+            _obj.f64 = 0.0
         else:
             _fail("Scalars.f64", "a float", _v)
-        _v = _get(8)
-        if _v is None:
-            _obj.text = ""
-        elif type(_v) is str:
+        try:
+            _v = data[8]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.text = _v
+        elif _v is None:
+            _obj.text = ""
         else:
             _fail("Scalars.text", "a string", _v)
-        _v = _get(9)
-        if _v is None:
-            _obj.blob = b""
-        elif type(_v) is bytes:
+        try:
+            _v = data[9]
+        except KeyError:
+            _v = None
+        if type(_v) is bytes:
             _obj.blob = _v
+        elif _v is None:
+            _obj.blob = b""
         else:
             _fail("Scalars.blob", "bytes", _v)
         _v = _get(10)
@@ -144,11 +171,14 @@ class Scalars:
             _obj.at = _v
         else:
             _fail("Scalars.at", "a timestamp", _v)
-        _v = _get(11)
-        if _v is None:
-            _obj.span = _timedelta()
-        elif type(_v) is int:
+        try:
+            _v = data[11]
+        except KeyError:
+            _v = None
+        if type(_v) is int:
             _obj.span = _duration_from_wire(_v)
+        elif _v is None:
+            _obj.span = _timedelta()
         else:
             _fail("Scalars.span", "a duration (int nanoseconds)", _v)
         return _obj

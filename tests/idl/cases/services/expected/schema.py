@@ -69,19 +69,24 @@ class Req:
         if type(data) is not dict:
             _fail("Req", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.id = ""
-        elif type(_v) is str:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
             _obj.id = _v
+        elif _v is None:
+            _obj.id = ""
         else:
             _fail("Req.id", "a string", _v)
-        _v = _get(2)
-        if _v is None:
-            _obj.value = 0
-        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
             _obj.value = _v
+        elif _v is None:
+            _obj.value = 0
         else:
             _fail("Req.value", "an int64", _v)
         return _obj
@@ -107,12 +112,14 @@ class Resp:
         if type(data) is not dict:
             _fail("Resp", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.total = 0
-        elif type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
             _obj.total = _v
+        elif _v is None:
+            _obj.total = 0
         else:
             _fail("Resp.total", "an int64", _v)
         return _obj

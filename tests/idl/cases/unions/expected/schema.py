@@ -59,14 +59,16 @@ class Circle:
         if type(data) is not dict:
             _fail("Circle", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.radius = 0.0
-        elif type(_v) is float:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is float:
             _obj.radius = _v
         elif type(_v) is int:
             _obj.radius = float(_v)
+        elif _v is None:
+            _obj.radius = 0.0
         else:
             _fail("Circle.radius", "a float", _v)
         return _obj
@@ -92,14 +94,16 @@ class Square:
         if type(data) is not dict:
             _fail("Square", "a map", data)
         _obj = object.__new__(cls)
-        _get = data.get
-        _v = _get(1)
-        if _v is None:
-            _obj.side = 0.0
-        elif type(_v) is float:
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is float:
             _obj.side = _v
         elif type(_v) is int:
             _obj.side = float(_v)
+        elif _v is None:
+            _obj.side = 0.0
         else:
             _fail("Square.side", "a float", _v)
         return _obj
@@ -204,7 +208,10 @@ class Drawing:
             _obj.main = Shape.from_wire(_v)
         else:
             _fail("Drawing.main", "a map", _v)
-        _v = _get(2)
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
         if _v is None:
             _obj.shapes = []
         else:
