@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from . import __version__
+from .caches import template_cache
 from .loader import Program
 from .model import MethodModel, ModuleModel, build_modules
 from .resources import template_dir
@@ -96,15 +97,22 @@ def _method_doc(method: MethodModel) -> str:
     return doc
 
 
+_ENV_OPTIONS: dict[str, Any] = {
+    "undefined": jinja2.StrictUndefined,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": True,
+    "autoescape": False,
+}
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
+    """The one Jinja2 environment; compiled templates are cached per user (`caches`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
+        bytecode_cache=template_cache(repr(sorted(_ENV_OPTIONS.items()))),
+        **_ENV_OPTIONS,
     )
     env.filters["pystr"] = pystr
     env.filters["pytuple"] = _pytuple

@@ -3,7 +3,7 @@
 Lark's LALR parser (``grammars/rpcnet.lark``, contextual lexer) calls `_Builder`'s methods as
 it reduces each rule, so frozen AST nodes are built on the fly and no parse tree is; spans come
 from each rule's first and last token. Doc comments are found by a separate scan first and
-attached by position (see `_doc_comments`). The parse tables are cached per user (`lark_cache`).
+attached by position (see `_doc_comments`). The parse tables are cached per user (`caches`).
 A syntax error becomes one ``syntax`` diagnostic, labelled through the catalogue in
 `syntax_examples`; semantic problems are the checker's business and never raised here.
 """
@@ -21,9 +21,8 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 
 from . import ast, resources
+from .caches import load_lark
 from .diagnostics import Diagnostic, IdlError
-from .lark_cache import load_lark
-from .syntax_examples import describe_syntax_error
 
 __all__ = ["INT32_MAX", "MAX_FIELD_NUMBER", "parse", "parse_duration"]
 
@@ -481,6 +480,8 @@ def parse(text: str, path: str) -> ast.Schema:
 def _syntax_diagnostic(
     error: UnexpectedInput, text: str, path: str, parse_fn: Callable[[str], object]
 ) -> Diagnostic:
+    from .syntax_examples import describe_syntax_error  # only a malformed file needs it
+
     found = describe_syntax_error(error, text, parse_fn, _lark())
     return Diagnostic(
         path=path,

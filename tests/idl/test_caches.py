@@ -1,14 +1,16 @@
-"""The per-user cache of Lark parse tables: used when valid, rebuilt silently otherwise."""
+"""The per-user caches (Lark tables, compiled templates): used when valid, rebuilt silently."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import jinja2
+import jinja2.bccache
 import lark
 import pytest
 
-from rpcnet_idl import lark_cache
+from rpcnet_idl import caches
 from rpcnet_idl.parser import parse
 
 GRAMMAR = """
@@ -38,28 +40,28 @@ def _forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_second_load_reads_the_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _names(lark_cache.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
+    assert _names(caches.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
     [entry] = cache.iterdir()
-    assert entry == lark_cache.cache_path(GRAMMAR, OPTIONS)
+    assert entry == caches.cache_path(GRAMMAR, OPTIONS)
     if hasattr(os, "getuid"):
         assert cache.stat().st_mode & 0o077 == 0
     _forbid_building(monkeypatch)
-    assert _names(lark_cache.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
+    assert _names(caches.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
 
 
 def test_key_depends_on_grammar_and_options(cache: Path) -> None:
-    key = lark_cache.cache_path(GRAMMAR, OPTIONS)
+    key = caches.cache_path(GRAMMAR, OPTIONS)
     assert key is not None and key.parent == cache
-    assert lark_cache.cache_path(GRAMMAR + "\n", OPTIONS) != key
-    assert lark_cache.cache_path(GRAMMAR, {**OPTIONS, "lexer": "basic"}) != key
+    assert caches.cache_path(GRAMMAR + "\n", OPTIONS) != key
+    assert caches.cache_path(GRAMMAR, {**OPTIONS, "lexer": "basic"}) != key
 
 
 def test_corrupt_cache_file_is_rebuilt(cache: Path) -> None:
-    path = lark_cache.cache_path(GRAMMAR, OPTIONS)
+    path = caches.cache_path(GRAMMAR, OPTIONS)
     assert path is not None
     cache.mkdir(mode=0o700)
     path.write_bytes(b"not a pickle at all")
-    assert _names(lark_cache.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
+    assert _names(caches.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
     assert path.read_bytes() != b"not a pickle at all"  # replaced by a valid entry
 
 
@@ -69,7 +71,7 @@ def test_unusable_directory_falls_back_silently(
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache directory should be")
     monkeypatch.setenv("RPCNET_CACHE_DIR", str(blocker / "cache"))
-    assert _names(lark_cache.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
+    assert _names(caches.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
     assert capsys.readouterr() == ("", "")
 
 
@@ -77,20 +79,59 @@ def test_unusable_directory_falls_back_silently(
 def test_shared_directory_is_not_trusted(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache.mkdir()
     cache.chmod(0o777)
-    assert _names(lark_cache.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
+    assert _names(caches.load_lark(GRAMMAR, **OPTIONS)) == ["ab", "cd"]
     assert list(cache.iterdir()) == []
 
 
 def test_empty_setting_turns_the_cache_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RPCNET_CACHE_DIR", "")
-    assert lark_cache.cache_dir() is None
-    assert lark_cache.cache_path(GRAMMAR, OPTIONS) is None
+    assert caches.cache_dir() is None
+    assert caches.cache_path(GRAMMAR, OPTIONS) is None
 
 
 def test_default_directory_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("RPCNET_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert lark_cache.cache_dir() == tmp_path / "rpcnet"
+    assert caches.cache_dir() == tmp_path / "rpcnet"
+
+
+def _environment(settings: str = "s") -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.DictLoader({"t.j2": "{{ x }}!"}),
+        bytecode_cache=caches.template_cache(settings),
+        autoescape=False,
+    )
+
+
+def test_compiled_templates_are_reused(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _environment().get_template("t.j2").render(x=1) == "1!"
+    assert len(list(cache.glob("jinja2-*.cache"))) == 1
+    fresh = _environment()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the template was compiled, not loaded")
+
+    monkeypatch.setattr(fresh, "compile", refuse)
+    assert fresh.get_template("t.j2").render(x=2) == "2!"
+
+
+def test_template_cache_keyed_by_settings(cache: Path) -> None:
+    _environment("a").get_template("t.j2")
+    _environment("b").get_template("t.j2")
+    assert len(list(cache.glob("jinja2-*.cache"))) == 2
+
+
+def test_corrupt_template_cache_is_recompiled(cache: Path) -> None:
+    _environment().get_template("t.j2")
+    [entry] = cache.glob("jinja2-*.cache")
+    magic = len(jinja2.bccache.bc_magic)  # a valid header, then garbage
+    entry.write_bytes(entry.read_bytes()[:magic] + b"garbage")
+    assert _environment().get_template("t.j2").render(x=3) == "3!"
+
+
+def test_no_template_cache_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RPCNET_CACHE_DIR", "")
+    assert caches.template_cache("s") is None
 
 
 def test_parser_spans_with_keywords_kept() -> None:
