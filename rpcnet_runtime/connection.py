@@ -119,7 +119,9 @@ class RpcConnection:
         self.terminated = False
         self._ready = is_client
         self._parked: list[RpcEvent] = []
-        self._highest_stream_id = -1
+        self._highest_stream_id = -4
+        self._skipped: set[int] = set()
+        """Client stream ids below the highest seen whose first bytes have not arrived."""
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
         _install_credit_rule(quic, self)
@@ -308,8 +310,14 @@ class RpcConnection:
             self.close(CLOSE_PROTOCOL_VIOLATION, "only client bidirectional streams are allowed")
             return None
         if stream_id <= self._highest_stream_id:
-            return None  # a call already finished; late bytes are dropped
-        self._highest_stream_id = stream_id
+            if stream_id not in self._skipped:
+                return None  # a call already finished; late bytes are dropped
+            self._skipped.discard(stream_id)
+        else:
+            # Streams arrive out of order (loss, scheduling): the ids jumped over are opened
+            # but not seen yet. The peer's stream limit bounds this set.
+            self._skipped.update(range(self._highest_stream_id + 4, stream_id, 4))
+            self._highest_stream_id = stream_id
         call = _Call(FrameDecoder(self.max_frame_size))
         self.calls[stream_id] = call
         return call

@@ -279,3 +279,15 @@ def test_server_opening_a_stream_is_a_protocol_violation(dev_certs: DevCerts) ->
     pair.pump()
     assert pair.client.quic._close_event is not None
     assert pair.client.quic._close_event.error_code == CLOSE_PROTOCOL_VIOLATION
+
+
+def test_streams_arriving_out_of_order_are_all_served(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    first = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.now += 0.5  # past any pacing delay
+    assert pair.client.quic.datagrams_to_send(now=pair.now)  # the first call's packet is lost
+    second = pair.client.send_request(HEADER, {1: 2}, end_stream=True)
+    pair.pump(max_rounds=500)  # the second call arrives, then the first one's retransmission
+    served = [e.stream_id for e in pair.take_server() if isinstance(e, RequestReceived)]
+    assert served == [second, first]
