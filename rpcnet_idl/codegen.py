@@ -103,6 +103,7 @@ _ENV_OPTIONS: dict[str, Any] = {
     "lstrip_blocks": True,
     "keep_trailing_newline": True,
     "autoescape": False,
+    "auto_reload": False,  # the templates do not change during a run: no stat per include
 }
 
 
