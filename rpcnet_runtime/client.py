@@ -9,7 +9,6 @@ idempotency keys. A failure to reach the server is `RpcError(UNAVAILABLE, not_pr
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
 from typing import Any
@@ -33,7 +32,7 @@ from .events import (
     TrailerReceived,
 )
 from .framing import RequestHeader, Trailer
-from .protocol import CallInbox, RpcProtocol
+from .protocol import CallInbox, RpcProtocol, is_loopback, tune_socket
 from .status import Status
 from .tls import ClientTLS
 
@@ -214,12 +213,16 @@ class ClientChannel:
                     server_name=self.host,
                 )
                 configuration.max_stream_data = self.config.receive_window
-                configuration.max_datagram_size = self.config.max_datagram_size
+                loopback = is_loopback(str(address[0]))
+                configuration.max_datagram_size = self.config.datagram_size(loopback)
                 quic = QuicConnection(configuration=configuration)
-                _, protocol = await loop.create_datagram_endpoint(
+                transport, protocol = await loop.create_datagram_endpoint(
                     lambda: ClientProtocol(quic, config=self.config),
-                    local_addr=(_local_host(family, str(address[0])), 0),
+                    local_addr=("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
+                    if loopback
+                    else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
                 )
+                tune_socket(transport, self.config.socket_buffer_size)
                 protocol.connect(address)
                 await protocol.ready
         except (OSError, TimeoutError, RpcError, ConnectionError) as exc:
@@ -487,17 +490,6 @@ class ClientChannel:
             metadata=options.metadata,
             idempotency_key=options.idempotency_key,
         )
-
-
-def _local_host(family: int, remote: str) -> str:
-    """Bind loopback for a loopback server, else any address of the family."""
-    try:
-        loopback = ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        loopback = False
-    if family == socket.AF_INET6:
-        return "::1" if loopback else "::"
-    return "127.0.0.1" if loopback else "0.0.0.0"
 
 
 def connect(address: str, *, tls: ClientTLS, config: ClientConfig | None = None) -> ClientChannel:

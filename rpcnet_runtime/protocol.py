@@ -13,6 +13,9 @@ more than ``send_buffer_limit`` bytes of the call are unacknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+import socket
 from collections import deque
 from typing import Any
 
@@ -25,7 +28,27 @@ from .connection import RpcConnection
 from .events import RpcEvent
 from .framing import Trailer
 
-__all__ = ["CallInbox", "RpcProtocol"]
+__all__ = ["CallInbox", "RpcProtocol", "is_loopback", "tune_socket"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def tune_socket(transport: asyncio.BaseTransport | None, buffer_size: int | None) -> None:
+    """Ask for larger UDP socket buffers (best effort: the OS caps them)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or buffer_size is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer_size)
 
 
 class CallInbox:

@@ -31,7 +31,7 @@ from .events import (
     RpcEvent,
 )
 from .framing import RequestHeader, Trailer, method_id
-from .protocol import CallInbox, RpcProtocol
+from .protocol import CallInbox, RpcProtocol, is_loopback, tune_socket
 from .status import Status
 from .tls import PeerAuthenticationError, ServerTLS
 
@@ -177,13 +177,14 @@ class Server:
             alpn_protocols=[ALPN], idle_timeout=self.config.idle_timeout
         )
         configuration.max_stream_data = self.config.receive_window
-        configuration.max_datagram_size = self.config.max_datagram_size
+        configuration.max_datagram_size = self.config.datagram_size(is_loopback(self.host))
         self._quic_server = await serve(
             self.host,
             self._requested_port,
             configuration=configuration,
             create_protocol=self._create_protocol,
         )
+        tune_socket(self._quic_server._transport, self.config.socket_buffer_size)
 
     def _create_protocol(self, quic: QuicConnection, **kwargs: Any) -> ServerProtocol:
         self.tls.prepare_connection(quic)
