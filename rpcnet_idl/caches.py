@@ -14,18 +14,20 @@ the work. Set ``RPCNET_CACHE_DIR`` to an empty string to turn the caches off.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.bccache
 import lark
 
-__all__ = ["TemplateCache", "cache_dir", "cache_path", "load_lark", "template_cache"]
+if TYPE_CHECKING:  # Jinja2 is imported only by code generation, not by parsing alone
+    import jinja2
+
+__all__ = ["cache_dir", "cache_path", "load_lark", "template_cache"]
 
 _HASHED_OPTIONS = ("parser", "lexer", "propagate_positions", "maybe_placeholders")
 
@@ -83,28 +85,37 @@ def load_lark(grammar: str, transformer: Any = None, **options: Any) -> lark.Lar
     return lark.Lark(grammar, transformer=transformer, cache=str(path), **options)
 
 
-class TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Jinja2's file cache of compiled templates that never fails a render: an unreadable
-    entry is recompiled, an unwritable directory is ignored."""
+@functools.cache
+def _template_cache_class() -> type[jinja2.FileSystemBytecodeCache]:
+    import jinja2
+    import jinja2.bccache
 
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # truncated or foreign file: compile afresh
-            bucket.reset()
+    class TemplateCache(jinja2.FileSystemBytecodeCache):
+        """Jinja2's file cache of compiled templates that never fails a render: an unreadable
+        entry is recompiled, an unwritable directory is ignored."""
 
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().dump_bytecode(bucket)
-        except OSError:
-            return
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # truncated or foreign file: compile afresh
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:
+                return
+
+    return TemplateCache
 
 
-def template_cache(settings: str) -> TemplateCache | None:
+def template_cache(settings: str) -> jinja2.BytecodeCache | None:
     """The compiled-template cache for an environment described by `settings` (its options,
     which change the compiled code), or None when caching is off or impossible."""
     directory = cache_dir()
     if directory is None or not _usable(directory):
         return None
+    import jinja2
+
     key = hashlib.sha256(f"{jinja2.__version__}\0{settings}".encode()).hexdigest()[:16]
-    return TemplateCache(str(directory), f"jinja2-{key}-%s.cache")
+    return _template_cache_class()(str(directory), f"jinja2-{key}-%s.cache")

@@ -208,6 +208,7 @@ class _ModuleBuilder:
         self.coder = TypeCoder(self.resolve)
         self._imports: dict[str, str] = {}
         self._type_names: dict[str, frozenset[str]] = {}
+        self._field_taken: dict[tuple[str, str], frozenset[str]] = {}
 
     def fail(self, span: ast.Span, code: str, message: str) -> IdlError:
         return _fail(self.program, self.schema, span, code, message)
@@ -223,12 +224,17 @@ class _ModuleBuilder:
         return names
 
     def field_py_name(self, schema: ast.Schema, kind: str, name: str) -> str:
-        reserved = {
-            "message": naming.MESSAGE_RESERVED,
-            "union": naming.UNION_RESERVED,
-            "error": naming.ERROR_RESERVED,
-        }[kind]
-        return naming.field_name(name, reserved | self.type_names(schema) | {"self", "cls"})
+        cache_key = (self.program.key_of(schema), kind)
+        taken = self._field_taken.get(cache_key)
+        if taken is None:  # built once per schema and kind, not once per field
+            reserved = {
+                "message": naming.MESSAGE_RESERVED,
+                "union": naming.UNION_RESERVED,
+                "error": naming.ERROR_RESERVED,
+            }[kind]
+            taken = reserved | self.type_names(schema) | {"self", "cls"}
+            self._field_taken[cache_key] = taken
+        return naming.field_name(name, taken)
 
     def ref(self, schema: ast.Schema, py_name: str) -> str:
         """`py_name` of `schema` as this module spells it, importing its module if needed."""
