@@ -32,7 +32,7 @@ from .events import (
     TrailerReceived,
 )
 from .framing import RequestHeader, Trailer
-from .protocol import CallInbox, RpcProtocol, is_loopback, tune_socket
+from .protocol import CallInbox, RpcProtocol, TooManyMessages, is_loopback, tune_socket
 from .status import Status
 from .tls import ClientTLS
 
@@ -280,7 +280,7 @@ class ClientChannel:
             stream_id = protocol.core.send_request(header)
         else:
             stream_id = protocol.core.send_request(header, message, end_stream=True)
-        inbox = CallInbox(protocol, stream_id)
+        inbox = CallInbox(protocol, stream_id, single=not method.kind.server_streams)
         protocol.calls[stream_id] = inbox
         protocol.transmit_soon()
         return protocol, inbox
@@ -317,15 +317,27 @@ class ClientChannel:
         inbox: CallInbox,
         deadline: float | None,
     ) -> tuple[ResponseT, Mapping[str, str]]:
-        payload = await self._next(protocol, inbox, deadline)
-        if payload is None:
-            self._ended(method, inbox)
-            raise RpcError(Status.INTERNAL, "the server sent no response message")
-        if await self._next(protocol, inbox, deadline) is not None:
+        try:
+            if deadline is None:
+                payloads = await inbox.wait_ended()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    payloads = await inbox.wait_ended()
+        except TimeoutError:
+            protocol.abandon(inbox.stream_id, Status.DEADLINE_EXCEEDED)
+            raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        except asyncio.CancelledError:
+            protocol.abandon(inbox.stream_id)
+            raise
+        except TooManyMessages:
             protocol.abandon(inbox.stream_id, Status.INTERNAL)
-            raise RpcError(Status.INTERNAL, "the server sent more than one response message")
+            raise RpcError(Status.INTERNAL, "the server sent more than one response") from None
         trailer = self._ended(method, inbox)
-        response = decode_message(method.response_type, payload, "response", Status.INTERNAL)
+        if len(payloads) != 1:
+            raise RpcError(
+                Status.INTERNAL, f"the server sent {len(payloads)} response messages, not 1"
+            )
+        response = decode_message(method.response_type, payloads[0], "response", Status.INTERNAL)
         return response, trailer.metadata
 
     async def _attempt_unary(

@@ -21,7 +21,7 @@ from .context import CallContext, _current_call
 from .descriptors import MethodDescriptor, MethodKind
 from .errors import RpcError, SchemaError, WireDecodeError
 from .framing import Trailer
-from .protocol import CallInbox
+from .protocol import CallInbox, TooManyMessages
 from .status import Status
 
 if TYPE_CHECKING:
@@ -70,12 +70,14 @@ def decode_message(message_type: Any, payload: bytes, what: str, status: Status)
 
 
 async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:
-    payload = await call.inbox.get()
-    if payload is None:
-        raise RpcError(Status.INVALID_ARGUMENT, "the call carries no request message")
-    if await call.inbox.get() is not None:
-        raise RpcError(Status.INVALID_ARGUMENT, "a unary call carries more than one request")
-    return decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+    try:
+        payloads = await call.inbox.wait_ended()
+    except TooManyMessages:
+        payloads = [b"", b""]
+    if len(payloads) != 1:
+        problem = "no request message" if not payloads else "more than one request message"
+        raise RpcError(Status.INVALID_ARGUMENT, f"a unary request carries {problem}")
+    return decode_message(method.request_type, payloads[0], "request", Status.INVALID_ARGUMENT)
 
 
 async def _requests(call: ServerCall, method: MethodDescriptor[Any, Any]) -> AsyncIterator[Any]:

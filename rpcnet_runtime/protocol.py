@@ -28,7 +28,7 @@ from .connection import RpcConnection
 from .events import RpcEvent
 from .framing import Trailer
 
-__all__ = ["CallInbox", "RpcProtocol", "is_loopback", "tune_socket"]
+__all__ = ["CallInbox", "RpcProtocol", "TooManyMessages", "is_loopback", "tune_socket"]
 
 
 def is_loopback(host: str) -> bool:
@@ -51,6 +51,10 @@ def tune_socket(transport: asyncio.BaseTransport | None, buffer_size: int | None
             sock.setsockopt(socket.SOL_SOCKET, option, buffer_size)
 
 
+class TooManyMessages(Exception):
+    """A peer sent more than one message on a side that carries exactly one."""
+
+
 class CallInbox:
     """The incoming messages of one call, read by a single consumer.
 
@@ -59,18 +63,37 @@ class CallInbox:
     exception given to `fail`.
     """
 
-    __slots__ = ("_error", "_items", "_protocol", "_waiter", "ended", "stream_id", "trailer")
+    __slots__ = (
+        "_end_waiter",
+        "_error",
+        "_items",
+        "_protocol",
+        "_waiter",
+        "ended",
+        "single",
+        "stream_id",
+        "trailer",
+    )
 
-    def __init__(self, protocol: RpcProtocol, stream_id: int) -> None:
+    def __init__(self, protocol: RpcProtocol, stream_id: int, *, single: bool = False) -> None:
         self._protocol = protocol
         self.stream_id = stream_id
+        self.single = single
+        """This side carries one message (read with `wait_ended`): each message is returned
+        to flow control as it arrives, and a second one fails the call at once."""
         self._items: deque[tuple[bytes, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self.ended = False
         self.trailer: Trailer | None = None
 
     def push(self, payload: bytes, size: int) -> None:
+        if self.single:
+            if self._items:
+                self.fail(TooManyMessages())
+                return
+            self._protocol.consumed(self.stream_id, size)
         self._items.append((payload, size))
         self._wake()
 
@@ -78,12 +101,36 @@ class CallInbox:
         self.ended = True
         self.trailer = trailer
         self._wake()
+        self._wake_end()
 
     def fail(self, error: BaseException) -> None:
         if not self.ended:
             self._error = error
             self.ended = True
             self._wake()
+            self._wake_end()
+
+    def _wake_end(self) -> None:
+        waiter = self._end_waiter
+        if waiter is not None:
+            self._end_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_ended(self) -> list[bytes]:
+        """Wait until the peer finished; returns every message (for single-message sides).
+
+        Raises the exception given to `fail`. The messages are not handed back to flow
+        control one by one: the peer has finished sending anyway.
+        """
+        if not self.ended:
+            self._end_waiter = self._protocol.loop.create_future()
+            await self._end_waiter
+        if self._error is not None:
+            raise self._error
+        payloads = [payload for payload, _ in self._items]
+        self._items.clear()
+        return payloads
 
     @property
     def done(self) -> bool:

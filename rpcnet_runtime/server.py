@@ -255,7 +255,8 @@ class Server:
         if deadline is not None and deadline <= now:
             protocol.finish(stream_id, Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
-        call = ServerCall(stream_id, CallInbox(protocol, stream_id), ctx)
+        inbox = CallInbox(protocol, stream_id, single=not route.method.kind.client_streams)
+        call = ServerCall(stream_id, inbox, ctx)
         protocol.calls[stream_id] = call
         task = loop.create_task(run_call(protocol, call, route))
         call.task = task
