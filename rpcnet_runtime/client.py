@@ -55,6 +55,8 @@ class ClientProtocol(RpcProtocol):
         elif isinstance(event, TrailerReceived):
             inbox = self.calls.pop(event.stream_id, None)
             if inbox is not None:
+                if event.message is not None:
+                    inbox.push(event.message, len(event.message) + 5)
                 inbox.finish(event.trailer)
         elif isinstance(event, CallFailed):
             inbox = self.calls.pop(event.stream_id, None)

@@ -45,10 +45,18 @@ class ConnectionTerminated(RpcEvent):
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived(RpcEvent):
-    """Server: a new call's header arrived on `stream_id`."""
+    """Server: a new call's header arrived on `stream_id`.
+
+    When the whole request of a unary call arrived at once (header, one message, FIN), the
+    message and the end come with this event instead of as `MessageReceived` and `InputEnded`.
+    """
 
     stream_id: int
     header: RequestHeader
+    message: bytes | None = None
+    """The request's only message, when it arrived together with the header."""
+    ended: bool = False
+    """True when the request stream ended too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +79,15 @@ class InputEnded(RpcEvent):
 
 @dataclass(frozen=True, slots=True)
 class TrailerReceived(RpcEvent):
-    """Client: the call ended with this trailer; the call is over."""
+    """Client: the call ended with this trailer; the call is over.
+
+    A last message that arrived in the same chunk as the trailer comes with it (`message`)
+    instead of as a `MessageReceived`.
+    """
 
     stream_id: int
     trailer: Trailer
+    message: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

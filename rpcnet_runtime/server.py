@@ -57,6 +57,13 @@ class ServerProtocol(RpcProtocol):
                 call.inbox.push(event.payload, event.size)
         elif isinstance(event, RequestReceived):
             self.server._dispatch(self, event.stream_id, event.header)
+            if event.message is not None or event.ended:
+                call = self.calls.get(event.stream_id)
+                if call is not None:
+                    if event.message is not None:
+                        call.inbox.push(event.message, len(event.message) + 5)
+                    if event.ended:
+                        call.inbox.finish()
         elif isinstance(event, InputEnded):
             call = self.calls.get(event.stream_id)
             if call is not None:

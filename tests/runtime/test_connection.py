@@ -44,17 +44,12 @@ def test_unary_round_trip_reports_each_step(dev_certs: DevCerts) -> None:
 
     sid = pair.client.send_request(HEADER, {1: "hi"}, end_stream=True)
     pair.pump()
-    events = pair.take_server()
-    assert events == [
-        RequestReceived(sid, RECEIVED),
-        MessageReceived(sid, pack({1: "hi"}), len(pack({1: "hi"})) + 5),
-        InputEnded(sid),
-    ]
+    # The whole unary request arrived at once: one event carries header, message and end.
+    assert pair.take_server() == [RequestReceived(sid, RECEIVED, pack({1: "hi"}), ended=True)]
     assert pair.server.send_trailer(sid, Trailer(Status.OK, metadata={"r": "1"}), {1: "ho"})
     pair.pump()
     assert pair.take_client() == [
-        MessageReceived(sid, pack({1: "ho"}), len(pack({1: "ho"})) + 5),
-        TrailerReceived(sid, Trailer(Status.OK, metadata={"r": "1"})),
+        TrailerReceived(sid, Trailer(Status.OK, metadata={"r": "1"}), pack({1: "ho"})),
     ]
     assert pair.client.calls == {}
     assert pair.server.calls == {}
@@ -116,7 +111,8 @@ def test_oversized_frame_fails_only_that_call(dev_certs: DevCerts) -> None:
     server_events = pair.take_server()
     failed = [e for e in server_events if isinstance(e, CallFailed)]
     assert [(e.stream_id, e.status) for e in failed] == [(bad, Status.RESOURCE_EXHAUSTED)]
-    assert RequestReceived(good, RECEIVED) in server_events
+    # The bad call failed while its first chunk was decoded: only the good one is a request.
+    assert [e.stream_id for e in server_events if isinstance(e, RequestReceived)] == [good]
     trailers = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
     assert [t.stream_id for t in trailers] == [bad]
     assert trailers[0].trailer.status is Status.RESOURCE_EXHAUSTED
@@ -184,8 +180,7 @@ def test_server_parks_calls_until_ready(dev_certs: DevCerts) -> None:
     pair.pump()
     assert pair.take_server() == []
     released = pair.server.mark_ready()
-    assert [type(e) for e in released] == [RequestReceived, MessageReceived, InputEnded]
-    assert released[0] == RequestReceived(sid, RECEIVED)
+    assert released == [RequestReceived(sid, RECEIVED, pack({1: 1}), ended=True)]
 
 
 def test_slow_reader_bounds_unread_bytes(dev_certs: DevCerts) -> None:
@@ -234,7 +229,7 @@ def test_late_reply_after_cancel_is_dropped_quietly(dev_certs: DevCerts) -> None
     pair.pump()
     pair.server.send_trailer(sid2, Trailer(Status.OK), {1: 3})
     pair.pump()
-    assert [type(e) for e in pair.take_client()] == [MessageReceived, TrailerReceived]
+    assert [type(e) for e in pair.take_client()] == [TrailerReceived]
 
 
 def test_client_reports_malformed_responses_as_internal(dev_certs: DevCerts) -> None:
@@ -291,3 +286,26 @@ def test_streams_arriving_out_of_order_are_all_served(dev_certs: DevCerts) -> No
     pair.pump(max_rounds=500)  # the second call arrives, then the first one's retransmission
     served = [e.stream_id for e in pair.take_server() if isinstance(e, RequestReceived)]
     assert served == [second, first]
+
+
+def test_a_request_split_across_chunks_is_reported_step_by_step(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    pair.take_client()
+    sid = pair.client.send_request(HEADER)
+    pair.pump()
+    pair.client.send_message(sid, {1: "a"}, end_stream=True)
+    pair.pump()
+    assert pair.take_server() == [
+        RequestReceived(sid, RECEIVED),
+        MessageReceived(sid, pack({1: "a"}), len(pack({1: "a"})) + 5),
+        InputEnded(sid),
+    ]
+    pair.server.send_message(sid, {1: "b"})
+    pair.pump()
+    pair.server.send_trailer(sid, Trailer(Status.OK))
+    pair.pump()
+    assert pair.take_client() == [
+        MessageReceived(sid, pack({1: "b"}), len(pack({1: "b"})) + 5),
+        TrailerReceived(sid, Trailer(Status.OK)),
+    ]
