@@ -169,7 +169,7 @@ def _breakdown(work: Path) -> None:
     for label, seconds in [
         ("imports", imported - start),
         ("parse", parsed - imported),
-        ("load + check", loaded - parsed),
+        ("parse + check", loaded - parsed),  # load_checked parses the file again
         ("view-models", modelled - loaded),
         ("templates", rendered - modelled),
         ("black", formatted - rendered),
