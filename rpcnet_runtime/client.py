@@ -261,10 +261,34 @@ class ClientChannel:
         attempt: int,
         is_hedge: bool,
     ) -> tuple[ClientProtocol, CallInbox]:
-        """Open the call's stream; a unary request goes with its message and FIN."""
+        """Open the call's stream, connecting first when needed."""
         protocol = self._protocol
         if protocol is None or protocol.terminated or self._closed:
             protocol = await self._connection(deadline)
+        return protocol, self._open_call(
+            protocol,
+            method,
+            message,
+            deadline=deadline,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            is_hedge=is_hedge,
+        )
+
+    def _open_call(
+        self,
+        protocol: ClientProtocol,
+        method: MethodDescriptor[Any, Any],
+        message: Any,
+        *,
+        deadline: float | None,
+        metadata: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        attempt: int,
+        is_hedge: bool,
+    ) -> CallInbox:
+        """Open the call's stream; a unary request goes with its message and FIN."""
         timeout = None
         if deadline is not None:
             timeout = deadline - protocol.loop.time()
@@ -285,7 +309,7 @@ class ClientChannel:
         inbox = CallInbox(protocol, stream_id, single=not method.kind.server_streams)
         protocol.calls[stream_id] = inbox
         protocol.transmit_soon()
-        return protocol, inbox
+        return inbox
 
     async def _next(
         self, protocol: ClientProtocol, inbox: CallInbox, deadline: float | None
@@ -354,7 +378,11 @@ class ClientChannel:
         is_hedge: bool = False,
     ) -> tuple[ResponseT, Mapping[str, str]]:
         """One unary attempt; returns the response and the trailer's metadata."""
-        protocol, inbox = await self._start(
+        protocol = self._protocol
+        if protocol is None or protocol.terminated or self._closed:
+            protocol = await self._connection(deadline)
+        inbox = self._open_call(
+            protocol,
             method,
             request.to_wire(),
             deadline=deadline,

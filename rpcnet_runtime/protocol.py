@@ -132,6 +132,14 @@ class CallInbox:
         self._items.clear()
         return payloads
 
+    def __len__(self) -> int:
+        """Messages waiting to be read."""
+        return len(self._items)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
     @property
     def done(self) -> bool:
         """True when everything was read and nothing more will come."""
