@@ -141,3 +141,23 @@ def test_parser_spans_with_keywords_kept() -> None:
     [message] = schema.declarations
     assert message.span.line == 2 and message.span.column == 1
     assert (message.span.end_line, message.span.end_column) == (4, 2)
+
+
+def test_rpcnet_parser_same_from_cache_and_fresh(cache: Path) -> None:
+    """The real grammar and callbacks: built fresh, saved, then loaded, parse alike."""
+    from rpcnet_idl import ast, ast_builder, parser, resources
+
+    grammar = resources.read_text("grammars", "rpcnet.lark")
+    text = 'package p.v1;\n@x(1, k = "v") message M { optional string s = 1; }\n'
+    built = caches.load_lark(grammar, ast_builder.Builder(), **parser._OPTIONS)
+    assert caches.cache_path(grammar, parser._OPTIONS) in list(cache.iterdir())
+    loaded = caches.load_lark(grammar, ast_builder.Builder(), **parser._OPTIONS)
+    fresh, cached = built.parse(text), loaded.parse(text)
+    assert isinstance(fresh, ast_builder.SchemaParts) and isinstance(
+        cached, ast_builder.SchemaParts
+    )
+    assert (fresh.package.name, fresh.package.span) == (cached.package.name, cached.package.span)
+    assert fresh.declarations == cached.declarations
+    message = cached.declarations[0]
+    assert isinstance(message, ast.Message) and message.fields[0].optional
+    assert message.annotations[0].named[0][0] == "k"
