@@ -100,6 +100,8 @@ class _Named:
 
 
 class SchemaParts(NamedTuple):
+    """What the ``start`` rule returns: an `ast.Schema` but for its path."""
+
     package: _Dotted
     doc: str | None
     imports: tuple[ast.Import, ...]
