@@ -21,10 +21,9 @@ from .config import ClientConfig
 from .connection import ALPN
 from .context import current_call
 from .descriptors import MethodDescriptor, RequestT, ResponseT
-from .dispatch import decode_message
 from .errors import RpcError
 from .framing import RequestHeader, Trailer
-from .protocol import CallInbox, TooManyMessages, is_loopback, tune_socket
+from .protocol import CallInbox, TooManyMessages, decode_message, is_loopback, tune_socket
 from .status import Status
 from .tls import ClientTLS
 

@@ -16,18 +16,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .codec import unpack
 from .context import CallContext, _current_call
 from .descriptors import MethodDescriptor, MethodKind
-from .errors import RpcError, SchemaError, WireDecodeError
+from .errors import RpcError, SchemaError
 from .framing import Trailer
-from .protocol import CallInbox, TooManyMessages
+from .protocol import CallInbox, TooManyMessages, decode_message
 from .status import Status
 
 if TYPE_CHECKING:
     from .server import ServerProtocol
 
-__all__ = ["Route", "ServerCall", "decode_message", "run_call"]
+__all__ = ["Route", "ServerCall", "run_call"]
 
 logger = logging.getLogger("rpcnet.server")
 
@@ -51,22 +50,6 @@ class ServerCall:
         self.task: asyncio.Task[None] | None = None
         self.cancel_status: Status | None = None
         """Set by the server before cancelling the task itself (e.g. on stop)."""
-
-
-def decode_message(message_type: Any, payload: bytes, what: str, status: Status) -> Any:
-    """Decode a message payload into `message_type`; failures raise `RpcError(status)`."""
-    try:
-        data = unpack(payload)
-    except Exception:
-        raise RpcError(status, f"{what} is not valid msgpack") from None
-    try:
-        return message_type.from_wire(data)
-    except WireDecodeError as exc:
-        raise RpcError(status, f"bad {what}: {exc}") from None
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-        raise RpcError(
-            status, f"{what} does not decode as {message_type.__name__}: {type(exc).__name__}"
-        ) from None
 
 
 async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:

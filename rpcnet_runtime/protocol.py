@@ -23,12 +23,38 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.events import QuicEvent
 
+from .codec import unpack
 from .config import ClientConfig, ServerConfig
 from .connection import RpcConnection
+from .errors import RpcError, WireDecodeError
 from .events import RpcEvent
 from .framing import Trailer
+from .status import Status
 
-__all__ = ["CallInbox", "RpcProtocol", "TooManyMessages", "is_loopback", "tune_socket"]
+__all__ = [
+    "CallInbox",
+    "RpcProtocol",
+    "TooManyMessages",
+    "decode_message",
+    "is_loopback",
+    "tune_socket",
+]
+
+
+def decode_message(message_type: Any, payload: bytes, what: str, status: Status) -> Any:
+    """Decode a message payload into `message_type`; failures raise `RpcError(status)`."""
+    try:
+        data = unpack(payload)
+    except Exception:
+        raise RpcError(status, f"{what} is not valid msgpack") from None
+    try:
+        return message_type.from_wire(data)
+    except WireDecodeError as exc:
+        raise RpcError(status, f"bad {what}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise RpcError(
+            status, f"{what} does not decode as {message_type.__name__}: {type(exc).__name__}"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
