@@ -21,7 +21,6 @@ import msgpack
 __all__ = ["duration_from_wire", "duration_to_wire", "pack", "unpack"]
 
 _packer_options: dict[str, Any] = {"use_bin_type": True, "datetime": True}
-_unpacker_options: dict[str, Any] = {"raw": False, "strict_map_key": False, "timestamp": 3}
 _local = threading.local()
 
 
@@ -45,7 +44,7 @@ def pack(value: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     """Decode msgpack bytes; raises ValueError (msgpack's own subclasses) on garbage."""
-    return msgpack.unpackb(data, **_unpacker_options)
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
 
 
 def duration_to_wire(value: timedelta) -> int:
