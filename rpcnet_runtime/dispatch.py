@@ -124,25 +124,31 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
     """The body of a call's task."""
     ctx = call.ctx
     _current_call.set(ctx)
-    timeout = asyncio.timeout_at(ctx.deadline)
+    timeout = None if ctx.deadline is None else asyncio.timeout_at(ctx.deadline)
     last: Any = None
     try:
-        async with timeout:
-            last = await _invoke(protocol, call, route)
-        trailer = Trailer(Status.OK, metadata=ctx.response_metadata)
-    except asyncio.CancelledError:
-        if call.cancel_status is None:
-            return  # the caller reset the stream, or the connection is gone
-        trailer = Trailer(call.cancel_status, "server stopped before the call finished")
-    except TimeoutError as exc:
-        if timeout.expired():
-            ctx.mark_cancelled()
-            trailer = Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded")
-        else:
+        try:
+            if timeout is None:
+                last = await _invoke(protocol, call, route)
+            else:
+                async with timeout:
+                    last = await _invoke(protocol, call, route)
+            trailer = Trailer(Status.OK, metadata=ctx.response_metadata)
+        except asyncio.CancelledError:
+            if call.cancel_status is None:
+                return  # the caller reset the stream, or the connection is gone
+            trailer = Trailer(call.cancel_status, "server stopped before the call finished")
+        except TimeoutError as exc:
+            if timeout is not None and timeout.expired():
+                ctx.mark_cancelled()
+                trailer = Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            else:
+                trailer = error_trailer(exc, ctx)
+        except Exception as exc:
             trailer = error_trailer(exc, ctx)
-    except Exception as exc:
-        trailer = error_trailer(exc, ctx)
-        last = None
-    if trailer.status is not Status.OK:
-        last = None
-    protocol.finish(call.stream_id, trailer, last)
+        if trailer.status is not Status.OK:
+            last = None
+        protocol.finish(call.stream_id, trailer, last)
+    finally:
+        # Cleanup here rather than a done callback: one less loop turn per call.
+        protocol.server._tasks.pop(call.task, None)  # type: ignore[arg-type]

@@ -71,20 +71,23 @@ class ServerProtocol(RpcProtocol):
         elif isinstance(event, CallReset | CallFailed):
             call = self.calls.pop(event.stream_id, None)
             if call is not None:
-                call.ctx.mark_cancelled()
                 call.inbox.fail(asyncio.CancelledError())
-                if call.task is not None:
-                    call.task.cancel()
+                self._cancel(call)
         elif isinstance(event, ConnectionReady):
             self._authenticate()
         elif isinstance(event, ConnectionTerminated):
             self.connection_terminated()
             for call in self.calls.values():
-                call.ctx.mark_cancelled()
-                if call.task is not None:
-                    call.task.cancel()
+                self._cancel(call)
             self.calls.clear()
             self.server._protocols.discard(self)
+
+    def _cancel(self, call: ServerCall) -> None:
+        call.ctx.mark_cancelled()
+        if call.task is not None:
+            call.task.cancel()
+            # A task cancelled before its first step never runs run_call's cleanup.
+            self.server._tasks.pop(call.task, None)
 
     def _authenticate(self) -> None:
         try:
@@ -215,6 +218,8 @@ class Server:
             task.cancel()
         if leftover:
             await asyncio.wait([task for task, _ in leftover], timeout=1.0)
+            for task, _ in leftover:
+                self._tasks.pop(task, None)
         for protocol in list(self._protocols):
             protocol.core.close(CLOSE_NO_ERROR, "server stopped")
             protocol.transmit()
@@ -267,8 +272,7 @@ class Server:
         protocol.calls[stream_id] = call
         task = loop.create_task(run_call(protocol, call, route))
         call.task = task
-        self._tasks[task] = call
-        task.add_done_callback(self._tasks.pop)
+        self._tasks[task] = call  # run_call removes it (no done callback: one less loop turn)
 
     def _unimplemented(self, header: RequestHeader, route: Route | None) -> str | None:
         if route is not None:
