@@ -75,7 +75,16 @@ class ClientProtocol(RpcProtocol):
         for inbox in calls.values():
             inbox.fail(error)
         if self._transport is not None:
-            self.loop.call_soon(self._transport.close)
+            # After this turn's datagrams (a CONNECTION_CLOSE) left, the socket and its timer
+            # have nothing more to do.
+            self.loop.call_soon(self._close_transport)
+
+    def _close_transport(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
 
     def abandon(self, stream_id: int, status: Status = Status.CANCELLED) -> None:
         """Reset a call the caller gave up on."""
