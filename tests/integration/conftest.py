@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -67,8 +66,3 @@ async def channel(server: Server, certs: DevCerts) -> AsyncIterator[ClientChanne
 @pytest.fixture
 def client(interop: ModuleType, channel: ClientChannel) -> object:
     return interop.TestServiceClient(channel)
-
-
-@pytest.fixture
-def loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
