@@ -269,3 +269,19 @@ async def test_slow_reader_slows_the_writer(certs: DevCerts, interop: ModuleType
     bound = (window + window + 2 * (size + 64)) // size + 2
     assert worst_gap <= bound, (worst_gap, bound)
     assert worst_gap < count // 2
+
+
+async def test_unknown_paths_are_named_when_the_path_is_sent(
+    server: Server, certs: DevCerts
+) -> None:
+    async with raw_client(server.port, certs) as protocol:
+        cases = {
+            "nope.v1.Svc/Call": "unknown service nope.v1.Svc",
+            "rpcnet.interop.v1.TestService/Nope": "unknown method Nope of service",
+            "rpcnet.interop.v1.TestService/UnimplementedCall": "is not implemented",
+        }
+        for path, needle in cases.items():
+            header = encode_header(RequestHeader(path=path), send_path=True)
+            trailer = await raw_call(protocol, header + encode_message({}))
+            assert trailer.status is Status.UNIMPLEMENTED
+            assert needle in trailer.message
