@@ -96,6 +96,10 @@ class ServerProtocol(RpcProtocol):
             logger.warning("refused a client: %s", exc)
             self.core.close(CLOSE_UNAUTHENTICATED, f"client authentication failed: {exc}")
             return
+        except Exception:  # fail closed: a bug in the check must not let the client in
+            logger.exception("client authentication raised")
+            self.core.close(CLOSE_UNAUTHENTICATED, "client authentication failed")
+            return
         address = self._quic.get_peer_address()
         if address is not None:
             self.peer = f"{address[0]}:{address[1]}"
