@@ -46,7 +46,7 @@ class ClientChannel:
         self.tls = tls
         self.config = config or ClientConfig()
         self._protocol: ClientProtocol | None = None
-        self._lock: asyncio.Lock | None = None
+        self._dialing: asyncio.Future[ClientProtocol] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -78,24 +78,35 @@ class ClientChannel:
         return self._protocol is not None and not self._protocol.terminated
 
     async def _connection(self, deadline: float | None) -> ClientProtocol:
+        """The live connection, dialling once for all the calls that need it now."""
         if self._closed:
             raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
         protocol = self._protocol
         if protocol is not None and not protocol.terminated:
             return protocol
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            protocol = self._protocol
-            if protocol is None or protocol.terminated:
-                protocol = self._protocol = await self._dial(deadline)
-            return protocol
+        dialing = self._dialing
+        if dialing is None or dialing.done():
+            dialing = self._dialing = asyncio.ensure_future(self._dial())
+            dialing.add_done_callback(_retrieve)
+        try:
+            if deadline is None:
+                protocol = await asyncio.shield(dialing)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    protocol = await asyncio.shield(dialing)
+        except TimeoutError:
+            raise RpcError(
+                Status.DEADLINE_EXCEEDED, "deadline exceeded while connecting", not_processed=True
+            ) from None
+        if self._closed:
+            protocol.shutdown()
+            raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
+        self._protocol = protocol
+        return protocol
 
-    async def _dial(self, deadline: float | None) -> ClientProtocol:
+    async def _dial(self) -> ClientProtocol:
         loop = asyncio.get_running_loop()
         timeout = self.config.connect_timeout
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - loop.time()))
         protocol: ClientProtocol | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -181,6 +192,13 @@ class ClientChannel:
         is_hedge: bool,
     ) -> CallInbox:
         """Open the call's stream; a unary request goes with its message and FIN."""
+        if protocol.terminated:  # it died between connecting and this call
+            why = protocol.termination
+            raise RpcError(
+                why.status if why else Status.UNAVAILABLE,
+                why.message if why else "connection lost",
+                not_processed=True,
+            )
         timeout = None
         if deadline is not None:
             timeout = deadline - protocol.loop.time()
@@ -424,6 +442,12 @@ class ClientChannel:
             metadata=options.metadata,
             idempotency_key=options.idempotency_key,
         )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a dial's failure as seen even when every caller gave up waiting for it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def connect(address: str, *, tls: ClientTLS, config: ClientConfig | None = None) -> ClientChannel:

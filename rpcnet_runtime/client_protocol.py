@@ -34,6 +34,8 @@ class ClientProtocol(RpcProtocol):
         super().__init__(quic, is_client=True, config=config)
         self.calls: dict[int, CallInbox] = {}
         self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.termination: RpcError | None = None
+        """Why the connection ended, for calls that had not been sent (not processed)."""
 
     def rpc_event_received(self, event: RpcEvent) -> None:
         if isinstance(event, MessageReceived):
@@ -68,6 +70,7 @@ class ClientProtocol(RpcProtocol):
         if error_code == CLOSE_UNAUTHENTICATED:
             status = Status.UNAUTHENTICATED
         error = RpcError(status, f"connection lost: {reason}")
+        self.termination = RpcError(status, error.message, not_processed=True)
         if not self.ready.done():
             self.ready.set_exception(error)
             self.ready.exception()  # retrieved: nobody may be waiting any more

@@ -156,3 +156,27 @@ async def test_closed_channel_refuses_calls(
     with pytest.raises(RpcError) as info:
         await interop.TestServiceClient(channel).empty_call(interop.Empty())
     assert info.value.status is Status.UNAVAILABLE and info.value.not_processed
+
+
+async def test_concurrent_calls_share_one_failed_dial(
+    certs: DevCerts, interop: ModuleType, service: Any
+) -> None:
+    server = await _serve(certs, service)
+    port = server.port
+    await server.stop(grace=0)  # nothing listens there any more
+    channel = connect(
+        f"127.0.0.1:{port}",
+        tls=ClientTLS(ca=certs.ca),
+        config=ClientConfig(connect_timeout=0.3),
+    )
+    client = interop.TestServiceClient(channel)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(
+        *(client.empty_call(interop.Empty()) for _ in range(20)), return_exceptions=True
+    )
+    assert loop.time() - started < 3.0  # one dial for all, not twenty in a row
+    for result in results:
+        assert isinstance(result, RpcError)
+        assert result.status is Status.UNAVAILABLE and result.not_processed
+    await channel.close()
