@@ -180,3 +180,29 @@ async def test_concurrent_calls_share_one_failed_dial(
         assert isinstance(result, RpcError)
         assert result.status is Status.UNAVAILABLE and result.not_processed
     await channel.close()
+
+
+def test_add_service_checks_its_argument(certs: DevCerts, interop: ModuleType) -> None:
+    server = Server("127.0.0.1", 0, tls=ServerTLS(certs.server_cert, certs.server_key))
+    with pytest.raises(TypeError, match="not a generated service skeleton"):
+        server.add_service(object())
+    server.add_service(interop.TestServiceBase())
+    with pytest.raises(ValueError, match="already added"):
+        server.add_service(interop.TestServiceBase())
+    assert server.services == {"rpcnet.interop.v1.TestService"}
+    assert "stopped" in repr(server)
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server.port
+
+
+async def test_cancelling_a_unary_caller_cancels_the_handler(
+    interop: ModuleType, client: Any, service: Any, channel: Any
+) -> None:
+    call = asyncio.ensure_future(client.sleep_call(interop.Empty()))  # no deadline
+    await asyncio.wait_for(service.started.wait(), 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(service.cancelled.wait(), 5)
+    assert service.contexts[0].cancelled()
+    assert channel._protocol.calls == {}
