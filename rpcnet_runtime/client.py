@@ -1,17 +1,20 @@
 """`connect()` and the one-server channel: calls of all four kinds over one QUIC connection.
 
 The connection is opened by `await connect(...)` (or ``async with connect(...)``) and again,
-lazily, by the next call after it died. Each call is one attempt here (`_attempt_unary` and its
-streaming siblings), so that the call-policy executor can wrap attempts with retries, hedging and
-idempotency keys. A failure to reach the server is `RpcError(UNAVAILABLE, not_processed=True)`.
+lazily, by the next call after it died. `_attempt_unary` and its streaming siblings send one
+attempt; the four `Channel` methods hand them to the channel's `PolicyExecutor`, which adds the
+schema's deadlines, retries, hedging and idempotency keys, the endpoint's circuit breaker and the
+retry throttle (`ChannelPolicy` holds the channel's defaults). A failure to reach the server is
+`RpcError(UNAVAILABLE, not_processed=True)`, which is always safe to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aioquic.quic.connection import QuicConnection
 
@@ -19,15 +22,19 @@ from .channel import CallOptions
 from .client_protocol import ClientProtocol, trailer_error
 from .config import ClientConfig
 from .connection import ALPN
-from .context import current_call
 from .descriptors import MethodDescriptor, RequestT, ResponseT
 from .errors import RpcError
 from .framing import RequestHeader, Trailer
+from .policies.channel_policy import ChannelPolicy
+from .policies.counters import PolicyCounters
+from .policies.executor import AttemptFn, AttemptSpec
 from .protocol import CallInbox, TooManyMessages, decode_message, is_loopback, tune_socket
 from .status import Status
 from .tls import ClientTLS
 
-__all__ = ["ClientChannel", "connect"]
+__all__ = ["ChannelPolicy", "ClientChannel", "connect"]
+
+T = TypeVar("T")
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -40,11 +47,21 @@ def _split_address(address: str) -> tuple[str, int]:
 class ClientChannel:
     """A `Channel` to one server. Await it (or use ``async with``) to connect."""
 
-    def __init__(self, address: str, *, tls: ClientTLS, config: ClientConfig | None = None):
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls: ClientTLS,
+        config: ClientConfig | None = None,
+        policy: ChannelPolicy | None = None,
+        rng: random.Random | None = None,
+    ):
         self.address = address
         self.host, self.port = _split_address(address)
         self.tls = tls
         self.config = config or ClientConfig()
+        self.policy = policy or ChannelPolicy()
+        self._executor = self.policy.executor(rng=rng)
         self._protocol: ClientProtocol | None = None
         self._dialing: asyncio.Future[ClientProtocol] | None = None
         self._closed = False
@@ -143,15 +160,6 @@ class ClientChannel:
         return protocol
 
     # -- one attempt ---------------------------------------------------------------------
-
-    def _deadline(self, method: MethodDescriptor[Any, Any], options: CallOptions) -> float | None:
-        timeout = options.timeout if options.timeout is not None else method.policy.timeout
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        parent = current_call()
-        if parent is not None and parent.deadline is not None:
-            deadline = parent.deadline if deadline is None else min(deadline, parent.deadline)
-        return deadline
 
     async def _start(
         self,
@@ -381,7 +389,29 @@ class ClientChannel:
                 pump.cancel()
             protocol.abandon(inbox.stream_id)
 
-    # -- the Channel protocol ------------------------------------------------------------
+    # -- the Channel protocol: every call goes through the policy executor -------------------
+
+    @property
+    def counters(self) -> PolicyCounters:
+        """What the policies did on this channel: ``channel.counters.snapshot()``."""
+        return self._executor.counters
+
+    def _unary_attempt(
+        self, method: MethodDescriptor[RequestT, ResponseT], request: RequestT
+    ) -> AttemptFn[ResponseT]:
+        async def attempt(spec: AttemptSpec) -> ResponseT:
+            response, _ = await self._attempt_unary(
+                method,
+                request,
+                deadline=spec.deadline,
+                metadata=spec.metadata,
+                idempotency_key=spec.idempotency_key,
+                attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+            )
+            return response
+
+        return attempt
 
     async def unary_unary(
         self,
@@ -389,14 +419,9 @@ class ClientChannel:
         request: RequestT,
         options: CallOptions,
     ) -> ResponseT:
-        response, _ = await self._attempt_unary(
-            method,
-            request,
-            deadline=self._deadline(method, options),
-            metadata=options.metadata,
-            idempotency_key=options.idempotency_key,
+        return await self._executor.unary(
+            method, request, options, self._unary_attempt(method, request), endpoint=self.address
         )
-        return response
 
     def unary_stream(
         self,
@@ -404,13 +429,20 @@ class ClientChannel:
         request: RequestT,
         options: CallOptions,
     ) -> AsyncIterator[ResponseT]:
-        return self._attempt_stream(
-            method,
-            request,
-            None,
-            deadline=self._deadline(method, options),
-            metadata=options.metadata,
-            idempotency_key=options.idempotency_key,
+        def attempt(spec: AttemptSpec) -> AsyncIterator[ResponseT]:
+            return self._attempt_stream(
+                method,
+                request,
+                None,
+                deadline=spec.deadline,
+                metadata=spec.metadata,
+                idempotency_key=spec.idempotency_key,
+                attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+            )
+
+        return self._executor.server_stream(
+            method, request, options, attempt, endpoint=self.address
         )
 
     async def stream_unary(
@@ -419,14 +451,23 @@ class ClientChannel:
         requests: AsyncIterable[RequestT],
         options: CallOptions,
     ) -> ResponseT:
-        response, _ = await self._attempt_stream_unary(
-            method,
-            requests,
-            deadline=self._deadline(method, options),
-            metadata=options.metadata,
-            idempotency_key=options.idempotency_key,
+        source = _Untouched(requests)
+
+        async def attempt(spec: AttemptSpec) -> ResponseT:
+            response, _ = await self._attempt_stream_unary(
+                method,
+                source,
+                deadline=spec.deadline,
+                metadata=spec.metadata,
+                idempotency_key=spec.idempotency_key,
+                attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+            )
+            return response
+
+        return await self._executor.unary(
+            method, None, options, attempt, endpoint=self.address, replayable=source.untouched
         )
-        return response
 
     def stream_stream(
         self,
@@ -434,14 +475,51 @@ class ClientChannel:
         requests: AsyncIterable[RequestT],
         options: CallOptions,
     ) -> AsyncIterator[ResponseT]:
-        return self._attempt_stream(
-            method,
-            None,
-            requests,
-            deadline=self._deadline(method, options),
-            metadata=options.metadata,
-            idempotency_key=options.idempotency_key,
+        source = _Untouched(requests)
+
+        def attempt(spec: AttemptSpec) -> AsyncIterator[ResponseT]:
+            return self._attempt_stream(
+                method,
+                None,
+                source,
+                deadline=spec.deadline,
+                metadata=spec.metadata,
+                idempotency_key=spec.idempotency_key,
+                attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+            )
+
+        return self._executor.server_stream(
+            method, None, options, attempt, endpoint=self.address, replayable=source.untouched
         )
+
+
+class _Untouched(Generic[T]):
+    """The caller's request stream, remembering whether anything was asked of it yet.
+
+    A streamed request is consumed as it is sent, so a client-streaming or bidirectional call
+    is tried again only while its request stream is untouched (the connection or the breaker
+    failed before the first request message was taken).
+    """
+
+    __slots__ = ("_iterator", "_source", "touched")
+
+    def __init__(self, source: AsyncIterable[T]) -> None:
+        self._source = source
+        self._iterator: AsyncIterator[T] | None = None
+        self.touched = False
+
+    def untouched(self) -> bool:
+        return not self.touched
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        self.touched = True
+        if self._iterator is None:
+            self._iterator = aiter(self._source)
+        return await anext(self._iterator)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -450,10 +528,17 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def connect(address: str, *, tls: ClientTLS, config: ClientConfig | None = None) -> ClientChannel:
+def connect(
+    address: str,
+    *,
+    tls: ClientTLS,
+    config: ClientConfig | None = None,
+    policy: ChannelPolicy | None = None,
+) -> ClientChannel:
     """A channel to the server at ``host:port``.
 
     ``channel = await connect(...)`` connects at once; ``async with connect(...) as channel``
-    also closes it at the end. After the connection dies, the next call reconnects.
+    also closes it at the end. After the connection dies, the next call reconnects. `policy`
+    holds the channel's defaults for the schema's call policies (`ChannelPolicy`).
     """
-    return ClientChannel(address, tls=tls, config=config)
+    return ClientChannel(address, tls=tls, config=config, policy=policy)

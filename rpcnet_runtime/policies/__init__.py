@@ -11,6 +11,7 @@ from .breaker import (
     BreakerStateError,
     CircuitBreaker,
 )
+from .channel_policy import ChannelPolicy
 from .counters import PolicyCounters
 from .deadline import attempt_deadline, call_deadline, earliest, inherited_deadline, remaining
 from .dedupe import (
@@ -42,6 +43,7 @@ __all__ = [
     "BreakerInput",
     "BreakerState",
     "BreakerStateError",
+    "ChannelPolicy",
     "CircuitBreaker",
     "Claim",
     "ClaimKind",

@@ -113,6 +113,8 @@ class PolicyExecutor:
         inherit_deadline: bool = True,
         default_timeout: float | None = None,
         breaker_config: BreakerConfig | None = None,
+        attempts_enforce_deadline: bool = False,
+        retries_enabled: bool = True,
     ) -> None:
         """
         :param throttle_for: the retry throttle of an endpoint (default: one `RetryThrottle`
@@ -122,6 +124,10 @@ class PolicyExecutor:
         :param inherit_deadline: take the running handler's deadline into account.
         :param default_timeout: the channel's default deadline, in seconds, for methods whose
             schema sets no ``@timeout`` (a call's ``timeout=`` still wins).
+        :param attempts_enforce_deadline: the attempt functions end themselves at
+            `AttemptSpec.deadline` (raising DEADLINE_EXCEEDED), as the QUIC channel's do; a call
+            that cannot retry or hedge then runs its one attempt inline, with no task of its own.
+        :param retries_enabled: False: every call makes one attempt, whatever its policy says.
         """
         if default_timeout is not None and default_timeout <= 0:
             raise ValueError(f"default_timeout must be > 0, got {default_timeout}")
@@ -135,6 +141,8 @@ class PolicyExecutor:
         self._throttle_for = throttle_for or self._default_throttle
         self._breaker_for = breaker_for or self._default_breaker
         self._inherit = inherit_deadline
+        self._inline = attempts_enforce_deadline
+        self.retries_enabled = retries_enabled
 
     def _default_throttle(self, endpoint: str) -> RetryThrottle:
         return self._throttles.setdefault(endpoint, RetryThrottle())
@@ -158,11 +166,23 @@ class PolicyExecutor:
         attempt: AttemptFn[T],
         *,
         endpoint: str = "",
+        replayable: Callable[[], bool] | None = None,
     ) -> T:
-        """Carry out one logical unary (or client-streaming, with one attempt) call."""
-        call = _Call(self, method.policy, request, options, endpoint)
-        if method.policy.hedge is not None and method.policy.idempotent:
+        """Carry out one logical unary call.
+
+        :param replayable: for a client-streaming call: says, after a failed attempt, whether
+            the request stream can still be sent again (no hedging then, and no retry once it
+            returns False).
+        """
+        policy = method.policy
+        if replayable is not None and policy.hedge is not None:
+            policy = replace(policy, hedge=None)
+        call = _Call(self, policy, request, options, endpoint, replayable)
+        policy = call.policy
+        if policy.hedge is not None and policy.idempotent:
             return await call.hedged(attempt)
+        if self._inline and policy.retry is None and policy.attempt_timeout is None:
+            return await call.once(attempt)
         return await call.retried(attempt)
 
     async def single(
@@ -189,9 +209,11 @@ class PolicyExecutor:
         attempt: StreamAttemptFn[T],
         *,
         endpoint: str = "",
+        replayable: Callable[[], bool] | None = None,
     ) -> AsyncIterator[T]:
-        """A server-streaming call, retried only until its first response message arrives."""
-        call = _Call(self, method.policy, request, options, endpoint)
+        """A server-streaming (or bidirectional) call, retried only until its first response
+        message arrives (and, with `replayable`, only while that returns True)."""
+        call = _Call(self, method.policy, request, options, endpoint, replayable)
         return call.streamed(attempt)
 
 
@@ -214,12 +236,16 @@ class _Call:
         request: object,
         options: CallOptions,
         endpoint: str,
+        replayable: Callable[[], bool] | None = None,
     ) -> None:
         self.x = executor
+        self.replayable = replayable
         self.clock = executor.clock
         self.counters = executor.counters
         if policy.timeout is None and executor.default_timeout is not None:
             policy = replace(policy, timeout=executor.default_timeout)
+        if not executor.retries_enabled and (policy.retry is not None or policy.hedge is not None):
+            policy = replace(policy, retry=None, hedge=None)
         self.policy = policy
         now = self.clock.now()
         inherited = inherited_deadline() if executor._inherit else None
@@ -258,7 +284,9 @@ class _Call:
     def _deadline_error(self) -> RpcError:
         self.counters.deadline_exceeded += 1
         return RpcError(
-            Status.DEADLINE_EXCEEDED, f"deadline exceeded after {self.attempts} attempt(s)"
+            Status.DEADLINE_EXCEEDED,
+            f"deadline exceeded after {self.attempts} attempt(s)",
+            not_processed=self.attempts == 0,  # nothing left the caller
         )
 
     def _record_success(self) -> None:
@@ -334,6 +362,8 @@ class _Call:
         raise RpcError(Status.DEADLINE_EXCEEDED, "attempt timed out")
 
     def _decide(self, failure: RpcError, backoff: float) -> tuple[bool, float, bool]:
+        if self.replayable is not None and not self.replayable():
+            return False, 0.0, False  # the request stream was consumed: no second attempt
         throttle_ok = self.throttle.allows_retry() if self.throttle is not None else True
         decision = decide_retry(
             policy=self.policy,
@@ -355,6 +385,33 @@ class _Call:
         return backoff_delays(
             retry.initial_backoff, retry.max_backoff, retry.backoff_multiplier, self.x.rng
         )
+
+    # -- one inline attempt ---------------------------------------------------------------------
+
+    async def once(self, attempt: AttemptFn[T]) -> T:
+        """The single attempt of a call that cannot retry, awaited inline (the attempt function
+        enforces the deadline itself): no task, no timer."""
+        now = self.clock.now()
+        if self.deadline is not None and now >= self.deadline:
+            raise self._deadline_error()
+        if not self._admit(now):
+            raise self._open_error()
+        spec = self._spec(now, is_hedge=False)
+        try:
+            response = await attempt(spec)
+        except RpcError as failure:
+            self._record_failure(failure)
+            if failure.status is Status.DEADLINE_EXCEEDED and self._past_deadline():
+                self.counters.deadline_exceeded += 1
+            raise
+        except BaseException:
+            self._release()
+            raise
+        self._record_success()
+        return response
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and self.clock.now() >= self.deadline
 
     # -- retries ----------------------------------------------------------------------------------
 
@@ -475,7 +532,10 @@ class _Call:
             try:
                 while True:
                     try:
-                        item = await self._bounded(_next_of(stream), spec)
+                        if self.x._inline:
+                            item = await anext(stream)
+                        else:
+                            item = await self._bounded(_next_of(stream), spec)
                     except StopAsyncIteration:
                         break
                     received = True
