@@ -8,6 +8,8 @@ from .awareness import Awareness
 from .broadcast import TransmitLimitedQueue
 from .config import ClusterConfig
 from .failure_detector import PhiAccrualDetector
+from .gossip import GossipCounters, GossipSender, GossipService
+from .membership import Membership
 from .partition import PartitionDetector
 from .registry import NoWorkersAvailable, Worker, WorkerRegistry
 from .subscriptions import EventHub, Subscription
@@ -32,8 +34,12 @@ __all__ = [
     "ClusterEvent",
     "EventHub",
     "EventsDropped",
+    "GossipCounters",
+    "GossipSender",
+    "GossipService",
     "Member",
     "MemberState",
+    "Membership",
     "NoWorkersAvailable",
     "NodeFailed",
     "NodeJoined",

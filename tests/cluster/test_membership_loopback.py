@@ -1,0 +1,240 @@
+"""`Membership` on real QUIC + TLS over loopback, several nodes in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from rpcnet_runtime.certs import DevCerts, write_dev_certs
+from rpcnet_runtime.cluster import (
+    ClusterConfig,
+    ClusterEvent,
+    Membership,
+    MemberState,
+    NodeFailed,
+    NodeJoined,
+    NodeLeft,
+    Subscription,
+)
+from rpcnet_runtime.server import Server
+from rpcnet_runtime.tls import ClientTLS, ServerTLS
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
+    return write_dev_certs(tmp_path_factory.mktemp("cluster-certs"))
+
+
+class Node:
+    def __init__(self, server: Server, membership: Membership, events: Subscription) -> None:
+        self.server = server
+        self.membership = membership
+        self.events = events
+        self.seen: list[ClusterEvent] = []
+
+    async def wait_for(self, match: Callable[[ClusterEvent], bool], timeout: float) -> ClusterEvent:
+        """The first event (seen before or arriving within `timeout`) that `match`es."""
+        for event in self.seen:
+            if match(event):
+                return event
+        async with asyncio.timeout(timeout):
+            async for event in self.events:
+                self.seen.append(event)
+                if match(event):
+                    return event
+        raise AssertionError("subscription ended")
+
+    async def stop(self) -> None:
+        await self.membership.close()
+        await self.server.stop(grace=0)
+
+
+async def start_node(
+    certs: DevCerts,
+    stack: AsyncExitStack,
+    seeds: list[str],
+    *,
+    mutual: bool = False,
+    client_tls: ClientTLS | None = None,
+    tags: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Node:
+    server_tls = ServerTLS(
+        certs.server_cert, certs.server_key, client_ca=certs.ca if mutual else None
+    )
+    server = Server("127.0.0.1", 0, tls=server_tls)
+    await server.start()
+    stack.push_async_callback(server.stop, 0)
+    tls = client_tls or ClientTLS(ca=certs.ca, cert=certs.client_cert, key=certs.client_key)
+    config = ClusterConfig.local(seeds=seeds, tags=tags or {}, tls=tls)
+    membership = await Membership.join(server, config, rng=random.Random(seed))
+    stack.push_async_callback(membership.close)
+    node = Node(server, membership, membership.subscribe())
+    return node
+
+
+def joined_event(member_id: str) -> Callable[[ClusterEvent], bool]:
+    return lambda e: isinstance(e, NodeJoined) and e.node.id == member_id
+
+
+def live_ids(node: Node) -> set[str]:
+    return {m.id for m in node.membership.members() if m.state is MemberState.ALIVE}
+
+
+async def until(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> None:
+    """Poll `condition` (bounded in time) until it holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(step)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+async def three_nodes(certs: DevCerts, stack: AsyncExitStack, mutual: bool = False) -> list[Node]:
+    first = await start_node(certs, stack, [], mutual=mutual, tags={"role": "seed"}, seed=1)
+    seed = first.membership.address
+    others = [
+        await start_node(certs, stack, [seed], mutual=mutual, tags={"role": "worker"}, seed=i)
+        for i in (2, 3)
+    ]
+    nodes = [first, *others]
+    ids = {n.membership.id for n in nodes}
+    await until(lambda: all(live_ids(n) == ids for n in nodes), timeout=5)
+    return nodes
+
+
+async def test_three_nodes_join_via_a_seed_and_leave_gracefully(
+    certs: DevCerts, stack: AsyncExitStack
+) -> None:
+    a, b, c = await three_nodes(certs, stack)
+    # Every node reported the other two as joined, once each.
+    for node in (a, b, c):
+        others = {n.membership.id for n in (a, b, c)} - {node.membership.id}
+        for other in others:
+            await node.wait_for(joined_event(other), 2)
+        joined = [e for e in node.seen if isinstance(e, NodeJoined)]
+        assert sorted(e.node.id for e in joined) == sorted(others)
+    member = a.membership.member(b.membership.id)
+    assert member is not None and member.tags["role"] == "worker"
+    assert member.address == b.membership.address
+    assert a.membership.has_quorum()
+    assert a.membership.local_member.id == a.membership.id
+
+    await c.membership.leave()
+    for node in (a, b):
+        event = await node.wait_for(
+            lambda e: isinstance(e, NodeLeft) and e.node.id == c.membership.id, 3
+        )
+        assert isinstance(event, NodeLeft)
+    # Give a failure detector time to (wrongly) fire: none does.
+    await asyncio.sleep(ClusterConfig.local().suspicion_max(3))
+    for node in (a, b):
+        assert not any(isinstance(e, NodeFailed) for e in node.seen)
+        member = node.membership.member(c.membership.id)
+        assert member is not None and member.state is MemberState.LEFT
+    assert c.membership.closed
+
+
+async def test_tags_update_spreads(certs: DevCerts, stack: AsyncExitStack) -> None:
+    a, b, c = await three_nodes(certs, stack)
+    await b.membership.update_tags({"role": "worker", "zone": "z1"})
+    assert b.membership.local_member.tags["zone"] == "z1"
+
+    def updated() -> bool:
+        for node in (a, c):
+            member = node.membership.member(b.membership.id)
+            if member is None or member.tags.get("zone") != "z1":
+                return False
+        return True
+
+    await until(updated, timeout=3)
+
+
+async def test_a_stopped_node_is_reported_failed(certs: DevCerts, stack: AsyncExitStack) -> None:
+    a, b, c = await three_nodes(certs, stack)
+    victim = c.membership.id
+    await c.stop()
+    for node in (a, b):
+        event = await node.wait_for(lambda e: isinstance(e, NodeFailed) and e.node.id == victim, 5)
+        assert isinstance(event, NodeFailed)
+        assert not any(isinstance(e, NodeLeft) for e in node.seen)
+    assert a.membership.phi(victim) > 0.0
+
+
+async def test_mutual_tls_refuses_a_node_without_a_cluster_certificate(
+    certs: DevCerts, stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    a, b, _ = await three_nodes(certs, stack, mutual=True)
+    other = write_dev_certs(tmp_path / "other")
+    intruders = [
+        # No client certificate at all.
+        await start_node(
+            certs,
+            stack,
+            [a.membership.address],
+            mutual=True,
+            client_tls=ClientTLS(ca=certs.ca),
+            seed=7,
+        ),
+        # A certificate from another CA.
+        await start_node(
+            certs,
+            stack,
+            [a.membership.address],
+            mutual=True,
+            client_tls=ClientTLS(ca=certs.ca, cert=other.client_cert, key=other.client_key),
+            seed=8,
+        ),
+    ]
+    # Each intruder keeps retrying its join; give it several attempts.
+    await until(lambda: all(n.membership.sender.counters.failed >= 3 for n in intruders), 10)
+    for intruder in intruders:
+        assert not intruder.membership.joined
+        assert live_ids(intruder) == {intruder.membership.id}
+        for node in (a, b):
+            assert node.membership.member(intruder.membership.id) is None
+    # The members still gossip among themselves.
+    assert a.membership.sender.counters.sent > 0
+
+
+async def test_join_needs_client_tls(certs: DevCerts, stack: AsyncExitStack) -> None:
+    server = Server("127.0.0.1", 0, tls=ServerTLS(certs.server_cert, certs.server_key))
+    await server.start()
+    stack.push_async_callback(server.stop, 0)
+    with pytest.raises(ValueError, match="ClientTLS"):
+        await Membership.join(server, ClusterConfig.local())
+
+
+def test_generated_gossip_module_is_up_to_date() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpcnet_idl.cli",
+            "rpcnet_runtime/cluster/gossip.rpc",
+            "-o",
+            "rpcnet_runtime/cluster/gen",
+            "--check",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
