@@ -1,0 +1,440 @@
+"""`ClusterChannel`: a `Channel` to a set of workers, with failover built in.
+
+Theory of operation
+-------------------
+Every logical call goes through the `PolicyExecutor` (timeout, retries, hedging, the retry
+throttle) with an attempt function that picks the worker *per attempt*. The executor's own
+per-endpoint breaker is switched off: breakers are per worker, in the registry (`begin_call`
+refuses a worker whose breaker is open, `end_call` feeds it), and the executor's retry throttle
+is one bucket for the whole cluster, so a struggling cluster is not flooded with retries.
+
+The attempts of one call follow one order of workers: rendezvous order on the call's
+idempotency key (`registry.order_for_key`; a random routing key for a call without one), fresh
+for each attempt so that health changes count at once. A `_Route` remembers, per call:
+
+- *home*: the worker of the first attempt. A retry goes back to it while it is healthy and did
+  not prove unfit, so its idempotency store answers instead of running the work twice.
+- *excluded*: workers this call must not use again: the connection failed (dial failed, or the
+  connection died under the attempt), the worker shed the call (RESOURCE_EXHAUSTED before
+  dispatch, or a schema error with that status such as ``Overloaded``), it was draining, the
+  attempt timed out, or its breaker refused the call. The next attempt moves on.
+- *tried*: every worker an attempt went to. A move (and every hedge) goes to the first worker in
+  the order that was never tried for this call.
+
+Outcomes reach the registry: success, failure (`BREAKER_FAILURES`, not schema errors),
+shed (not a failure: the worker is busy, not broken) or cancelled (a losing hedge). A
+non-idempotent call is moved only when the failure proves it was not processed: the executor
+retries such calls only on ``not_processed`` failures.
+
+A sweeper task closes the pooled connections of workers the registry no longer routes to (left
+or failed), which also fails the calls still in flight on them at once so that they fail over,
+and drops connections idle for longer than the pool's `idle_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from ..channel import CallOptions
+from ..client import ClientChannel
+from ..clock import AsyncioClock, Clock
+from ..config import ClientConfig
+from ..descriptors import MethodDescriptor, RequestT, ResponseT
+from ..errors import RpcError, SchemaError
+from ..metrics import ClusterMetrics
+from ..policies.counters import PolicyCounters
+from ..policies.executor import BREAKER_FAILURES, AttemptSpec, PolicyExecutor
+from ..policies.throttle import RetryThrottle
+from ..status import Status
+from ..tls import ClientTLS
+from .health import CallOutcome
+from .pool import ConnectionPool
+from .registry import NoWorkersAvailable, Worker, WorkerRegistry
+from .types import MemberState
+
+__all__ = ["ClusterChannel", "classify_failure"]
+
+T = TypeVar("T")
+_ROUTABLE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOutcome, bool]:
+    """The registry outcome of a failed attempt, and whether the call must move elsewhere."""
+    if error.status is Status.RESOURCE_EXHAUSTED and (
+        error.not_processed or isinstance(error, SchemaError)
+    ):
+        return CallOutcome.SHED, True  # busy, not broken: skip it without counting a failure
+    if not connection_alive:
+        return CallOutcome.FAILURE, True  # could not connect, or the connection died
+    if error.not_processed:
+        return CallOutcome.SHED, True  # draining, or refused before dispatch
+    if error.status is Status.DEADLINE_EXCEEDED:
+        return CallOutcome.FAILURE, True  # slow or stuck: the next attempt goes elsewhere
+    if error.status in BREAKER_FAILURES and not isinstance(error, SchemaError):
+        return CallOutcome.FAILURE, False
+    return CallOutcome.SUCCESS, False  # an answer from a working worker
+
+
+class _Route:
+    """Which workers one logical call has used, and where its next attempt goes."""
+
+    __slots__ = ("channel", "excluded", "home", "key", "last", "running", "tried")
+
+    def __init__(self, channel: ClusterChannel) -> None:
+        self.channel = channel
+        self.key: str | None = None
+        self.home: str | None = None
+        self.last: str | None = None
+        self.tried: set[str] = set()
+        self.excluded: set[str] = set()
+        self.running: set[str] = set()
+
+    def choose(self, spec: AttemptSpec) -> Worker:
+        """Pick a worker for this attempt and count it in flight (`begin_call`)."""
+        if self.key is None:
+            self.key = spec.idempotency_key or f"{self.channel.rng.getrandbits(128):032x}"
+        registry = self.channel.registry
+        while True:
+            order = registry.order_for_key(
+                self.key, self.channel.tags, exclude=self.excluded | self.running
+            )
+            worker = self._pick(order, is_hedge=spec.is_hedge)
+            if worker is None:
+                raise NoWorkersAvailable(
+                    self.channel.tags, self.excluded | self.running,
+                    f"every fit worker was tried by this call ({len(self.tried)} tried)",
+                )  # fmt: skip
+            if registry.begin_call(worker.id):
+                return worker
+            self.excluded.add(worker.id)  # its breaker refuses calls: move on
+
+    def _pick(self, order: list[Worker], *, is_hedge: bool) -> Worker | None:
+        if not is_hedge and self.home is not None:
+            for worker in order:
+                if worker.id == self.home and worker.is_healthy:
+                    return worker  # a retry goes home, where the dedupe store answers
+        for worker in order:
+            if worker.id not in self.tried:
+                return worker
+        if not is_hedge and self.home is not None:
+            for worker in order:
+                if worker.id == self.home:
+                    return worker  # nothing untried is left: home, even degraded
+        return None
+
+    def started(self, worker_id: str) -> bool:
+        """Record an attempt on `worker_id`; True if it is a failover (moved from another)."""
+        moved = self.last is not None and self.last != worker_id
+        if self.home is None:
+            self.home = worker_id
+        self.tried.add(worker_id)
+        self.running.add(worker_id)
+        self.last = worker_id
+        return moved
+
+
+class ClusterChannel:
+    """A `Channel` that sends each call to a worker chosen by `registry` (see module docs).
+
+    :param registry: the live worker view (`WorkerRegistry`).
+    :param tags: only workers with all these tags get calls.
+    :param tls: client TLS settings for every worker connection (verification on).
+    :param config: client settings for every worker connection.
+    :param attempt_timeout: a per-attempt timeout for methods whose schema sets none, so that
+        an attempt stuck on a dead or paused worker moves on before the call's deadline.
+    :param retry_throttle: the cluster-wide retry budget (gRFC A6 token bucket).
+    :param max_connections: bound of the connection pool; `idle_timeout` its idle expiry.
+    :param sweep_interval: how often the sweeper closes connections to departed workers.
+    :param connect: makes a worker connection from ``host:port`` (tests inject their own).
+    :param clock: must read the event loop's clock (deadlines are sent as time remaining).
+    """
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        *,
+        tags: Mapping[str, str] | None = None,
+        tls: ClientTLS,
+        config: ClientConfig | None = None,
+        attempt_timeout: float | None = None,
+        retry_throttle: RetryThrottle | None = None,
+        default_timeout: float | None = None,
+        max_connections: int = 64,
+        idle_timeout: float = 60.0,
+        sweep_interval: float = 0.1,
+        metrics: ClusterMetrics | None = None,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+        connect: Callable[[str], ClientChannel] | None = None,
+    ) -> None:
+        if attempt_timeout is not None and attempt_timeout <= 0:
+            raise ValueError(f"attempt_timeout must be > 0, got {attempt_timeout}")
+        self.registry = registry
+        self.tags: dict[str, str] = dict(tags or {})
+        self.tls = tls
+        self.config = config or ClientConfig()
+        self.attempt_timeout = attempt_timeout
+        self.throttle = retry_throttle if retry_throttle is not None else RetryThrottle()
+        self.metrics = (
+            metrics if metrics is not None else (registry.table.metrics or ClusterMetrics())
+        )
+        self.rng = rng or random.Random()
+        self.clock: Clock = clock or AsyncioClock()
+        self.counters = PolicyCounters()
+        self.executor = PolicyExecutor(
+            clock=self.clock,
+            rng=self.rng,
+            throttle_for=lambda _endpoint: self.throttle,
+            breaker_for=lambda _endpoint: None,  # breakers are per worker, in the registry
+            counters=self.counters,
+            default_timeout=default_timeout,
+        )
+        make = connect or (lambda address: ClientChannel(address, tls=tls, config=self.config))
+        self.pool: ConnectionPool[ClientChannel] = ConnectionPool(
+            make, max_connections=max_connections, idle_timeout=idle_timeout
+        )
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
+        return f"ClusterChannel(tags={{{tags}}}, {self.pool!r}, {self.registry!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the sweeper and close every worker connection."""
+        self._closed = True
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await _close_all(self.pool.drain())
+
+    async def __aenter__(self) -> ClusterChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None and not self._closed:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(), name="ClusterChannel.sweep"
+            )
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await self.sweep()
+            await self.clock.sleep(self.sweep_interval)
+
+    async def sweep(self) -> None:
+        """Close connections to workers that left or failed, and idle ones."""
+        alive = {w.id for w in self.registry.workers(self.tags) if w.state in _ROUTABLE}
+        doomed = self.pool.retain(alive) + self.pool.expire(self.clock.now())
+        await _close_all(doomed)
+
+    # -- one attempt -----------------------------------------------------------------------------
+
+    async def _begin(self, route: _Route, spec: AttemptSpec) -> tuple[Worker, ClientChannel, float]:
+        """Pick the attempt's worker, count it in flight and get its connection."""
+        if self._closed:
+            raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
+        self._ensure_sweeper()
+        worker = route.choose(spec)
+        if route.started(worker.id):
+            self.metrics.failovers.inc()
+        if spec.is_hedge:
+            self.metrics.hedges.inc()
+        elif spec.attempt_number > 1:
+            self.metrics.retries.inc()
+        started = self.clock.now()
+        try:
+            connection, doomed = self.pool.acquire(worker.id, worker.address, started)
+        except RpcError:
+            route.running.discard(worker.id)
+            self.registry.end_call(worker.id, 0.0, CallOutcome.CANCELLED)
+            raise
+        if doomed:
+            await _close_all(doomed)
+        return worker, connection, started
+
+    def _failed(
+        self, route: _Route, worker: Worker, connection: ClientChannel, error: RpcError
+    ) -> CallOutcome:
+        outcome, move = classify_failure(error, connection_alive=connection._live())
+        if move:
+            route.excluded.add(worker.id)
+        return outcome
+
+    def _end(
+        self,
+        route: _Route,
+        worker: Worker,
+        connection: ClientChannel,
+        started: float,
+        outcome: CallOutcome,
+    ) -> None:
+        route.running.discard(worker.id)
+        now = self.clock.now()
+        self.pool.release(worker.id, connection, now)
+        self.registry.end_call(worker.id, now - started, outcome)
+
+    async def _run_attempt(
+        self,
+        route: _Route,
+        spec: AttemptSpec,
+        send: Callable[[ClientChannel], Awaitable[T]],
+    ) -> T:
+        """Send one attempt to the worker `route` picks; report the outcome to the registry."""
+        worker, connection, started = await self._begin(route, spec)
+        outcome = CallOutcome.CANCELLED
+        try:
+            result = await send(connection)
+            outcome = CallOutcome.SUCCESS
+            return result
+        except RpcError as error:
+            outcome = self._failed(route, worker, connection, error)
+            raise
+        finally:
+            self._end(route, worker, connection, started, outcome)
+
+    def _policy_for(self, method: MethodDescriptor[Any, Any]) -> MethodDescriptor[Any, Any]:
+        policy = method.policy
+        if self.attempt_timeout is None or policy.attempt_timeout is not None:
+            return method
+        return replace(method, policy=replace(policy, attempt_timeout=self.attempt_timeout))
+
+    async def _counted(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except RpcError:
+            self.metrics.failed_calls.inc()
+            raise
+
+    # -- the Channel protocol ------------------------------------------------------------------
+
+    async def unary_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT,
+        options: CallOptions,
+    ) -> ResponseT:
+        route = _Route(self)
+
+        async def attempt(spec: AttemptSpec) -> ResponseT:
+            async def send(connection: ClientChannel) -> ResponseT:
+                response, _ = await connection._attempt_unary(
+                    method, request, deadline=spec.deadline, metadata=spec.metadata,
+                    idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
+                    is_hedge=spec.is_hedge,
+                )  # fmt: skip
+                return response
+
+            return await self._run_attempt(route, spec, send)
+
+        described = self._policy_for(method)
+        return await self._counted(self.executor.unary(described, request, options, attempt))
+
+    async def stream_unary(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT],
+        options: CallOptions,
+    ) -> ResponseT:
+        route = _Route(self)
+
+        async def attempt(spec: AttemptSpec) -> ResponseT:
+            async def send(connection: ClientChannel) -> ResponseT:
+                response, _ = await connection._attempt_stream_unary(
+                    method, requests, deadline=spec.deadline, metadata=spec.metadata,
+                    idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
+                    is_hedge=spec.is_hedge,
+                )  # fmt: skip
+                return response
+
+            return await self._run_attempt(route, spec, send)
+
+        # One attempt: the request stream is consumed as it is sent.
+        return await self._counted(self.executor.single(method, None, options, attempt))
+
+    def unary_stream(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT,
+        options: CallOptions,
+    ) -> AsyncIterator[ResponseT]:
+        return self._streamed(self._policy_for(method), request, None, options)
+
+    def stream_stream(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT],
+        options: CallOptions,
+    ) -> AsyncIterator[ResponseT]:
+        # Never retried: the request stream cannot be replayed.
+        single = replace(method, policy=replace(method.policy, retry=None, hedge=None))
+        return self._streamed(single, None, requests, options)
+
+    async def _streamed(
+        self,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT | None,
+        requests: AsyncIterable[RequestT] | None,
+        options: CallOptions,
+    ) -> AsyncIterator[ResponseT]:
+        route = _Route(self)
+
+        def attempt(spec: AttemptSpec) -> AsyncIterator[ResponseT]:
+            return self._stream_attempt(route, spec, method, request, requests)
+
+        try:
+            async for item in self.executor.server_stream(method, request, options, attempt):
+                yield item
+        except RpcError:
+            self.metrics.failed_calls.inc()
+            raise
+
+    async def _stream_attempt(
+        self,
+        route: _Route,
+        spec: AttemptSpec,
+        method: MethodDescriptor[RequestT, ResponseT],
+        request: RequestT | None,
+        requests: AsyncIterable[RequestT] | None,
+    ) -> AsyncIterator[ResponseT]:
+        """One streaming attempt on a chosen worker, as an async generator."""
+        worker, connection, started = await self._begin(route, spec)
+        outcome = CallOutcome.CANCELLED
+        try:
+            stream = connection._attempt_stream(
+                method, request, requests, deadline=spec.deadline, metadata=spec.metadata,
+                idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+            )  # fmt: skip
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            outcome = CallOutcome.SUCCESS
+        except RpcError as error:
+            outcome = self._failed(route, worker, connection, error)
+            raise
+        finally:
+            self._end(route, worker, connection, started, outcome)
+
+
+async def _close_all(connections: list[ClientChannel]) -> None:
+    for connection in connections:
+        with contextlib.suppress(Exception):
+            await connection.close()
