@@ -5,6 +5,12 @@ status, message, metadata and pushback; a `SchemaError` also travels with its ty
 fields; anything else is logged once with its traceback and answered INTERNAL with a generic
 message. The call's deadline cancels the handler (DEADLINE_EXCEEDED); a caller's reset cancels
 it silently (the stream is gone).
+
+A unary call of an ``@idempotent`` method that carries a key goes through the server's
+idempotency store (`_invoke_once`): the handler runs once per key and its outcome (a response, or
+a failure that is not transient) is stored and sent again to repeats; a transient failure
+(`_TRANSIENT`, pushback, not processed) abandons the key so that a retry runs the handler again.
+Streaming calls are not deduplicated (their request is not known when the handler starts).
 """
 
 from __future__ import annotations
@@ -16,17 +22,32 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .codec import pack, unpack
 from .context import CallContext, _current_call
 from .descriptors import MethodDescriptor, MethodKind
 from .errors import RpcError, SchemaError
 from .framing import Trailer
+from .policies.dedupe import ClaimKind, IdempotencyStore, request_fingerprint
 from .protocol import CallInbox, TooManyMessages, decode_message
 from .status import Status
 
 if TYPE_CHECKING:
     from .server import ServerProtocol
 
-__all__ = ["Route", "ServerCall", "run_call"]
+__all__ = ["Route", "ServerCall", "run_call", "scoped_key"]
+
+_TRANSIENT = frozenset(
+    {
+        Status.UNAVAILABLE,
+        Status.CANCELLED,
+        Status.DEADLINE_EXCEEDED,
+        Status.INTERNAL,
+        Status.UNKNOWN,
+        Status.RESOURCE_EXHAUSTED,
+        Status.ABORTED,
+    }
+)
+"""Outcomes an idempotency key is abandoned on (not stored), so that a retry runs again."""
 
 logger = logging.getLogger("rpcnet.server")
 
@@ -41,18 +62,29 @@ class Route:
 class ServerCall:
     """A call being served: its stream, inbound messages, context and task."""
 
-    __slots__ = ("cancel_status", "ctx", "inbox", "stream_id", "task")
+    __slots__ = ("cancel_status", "ctx", "inbox", "queued", "stream_id", "task", "ticket")
 
-    def __init__(self, stream_id: int, inbox: CallInbox, ctx: CallContext) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        inbox: CallInbox,
+        ctx: CallContext,
+        ticket: int = 0,
+        queued: bool = False,
+    ) -> None:
         self.stream_id = stream_id
         self.inbox = inbox
         self.ctx = ctx
+        self.ticket = ticket
+        """The load shedder's ticket (0: no admission control)."""
+        self.queued = queued
+        """The call waits in the admission queue before it runs."""
         self.task: asyncio.Task[None] | None = None
         self.cancel_status: Status | None = None
         """Set by the server before cancelling the task itself (e.g. on stop)."""
 
 
-async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:
+async def _read_payload(call: ServerCall) -> bytes:
     try:
         payloads = await call.inbox.wait_ended()
     except TooManyMessages:
@@ -60,7 +92,86 @@ async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any
     if len(payloads) != 1:
         problem = "no request message" if not payloads else "more than one request message"
         raise RpcError(Status.INVALID_ARGUMENT, f"a unary request carries {problem}")
-    return decode_message(method.request_type, payloads[0], "request", Status.INVALID_ARGUMENT)
+    payload: bytes = payloads[0]
+    return payload
+
+
+async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:
+    payload = await _read_payload(call)
+    return decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+
+
+class _StoredOutcome(Exception):
+    """A repeated idempotency key whose stored outcome was a failure: send that trailer."""
+
+    def __init__(self, trailer: Trailer) -> None:
+        super().__init__(trailer.message)
+        self.trailer = trailer
+
+
+def scoped_key(ctx: CallContext, key: str) -> str:
+    """The store's key: the method and, under mutual TLS, the peer identity scope the caller's
+    key, so that two methods or two clients never share an outcome."""
+    return f"{ctx.method}\0{ctx.peer_identity or ''}\0{key}"
+
+
+def _encode_outcome(trailer: Trailer, wire: Any) -> bytes:
+    return pack(
+        [
+            trailer.status.value,
+            trailer.message,
+            trailer.error_name,
+            trailer.error_fields,
+            dict(trailer.metadata),
+            wire,
+        ]
+    )
+
+
+def _replay(encoded: bytes, ctx: CallContext) -> Any:
+    """The wire map of a stored success (its trailer metadata set on `ctx`); raises
+    `_StoredOutcome` for a stored failure."""
+    status, message, error_name, error_fields, metadata, wire = unpack(encoded)
+    if status != Status.OK.value:
+        trailer = Trailer(Status(status), message, error_name, error_fields, metadata=metadata)
+        raise _StoredOutcome(trailer)
+    ctx.response_metadata.update(metadata)
+    return wire
+
+
+async def _invoke_once(store: IdempotencyStore, call: ServerCall, route: Route, key: str) -> Any:
+    """A unary call of an @idempotent method with a key: run the handler at most once per key
+    (hedges aside) and answer repeats from the store."""
+    method, handler = route.method, route.handler
+    assert handler is not None
+    ctx = call.ctx
+    payload = await _read_payload(call)
+    claim = await store.begin(
+        scoped_key(ctx, key), request_fingerprint(method.path, payload), is_hedge=ctx.is_hedge
+    )
+    while claim.kind is ClaimKind.WAIT:
+        claim = await store.wait(claim)
+    if claim.kind is ClaimKind.STORED:
+        assert claim.result is not None
+        return _replay(claim.result, ctx)
+    if claim.kind is not ClaimKind.RUN:
+        raise claim.error()
+    try:
+        request = decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+        wire = (await handler(request, ctx)).to_wire()
+    except RpcError as exc:
+        if exc.status in _TRANSIENT or exc.retry_after_seconds is not None or exc.not_processed:
+            await store.abandon(claim)
+        else:
+            await store.complete(claim, _encode_outcome(error_trailer(exc, ctx), None))
+        raise
+    except BaseException:
+        await store.abandon(claim)
+        raise
+    await store.complete(
+        claim, _encode_outcome(Trailer(Status.OK, metadata=ctx.response_metadata), wire)
+    )
+    return wire
 
 
 async def _requests(call: ServerCall, method: MethodDescriptor[Any, Any]) -> AsyncIterator[Any]:
@@ -81,6 +192,10 @@ async def _invoke(protocol: ServerProtocol, call: ServerCall, route: Route) -> A
     assert handler is not None
     kind = method.kind
     if kind is MethodKind.UNARY_UNARY:
+        key = call.ctx.idempotency_key
+        store = protocol.server.idempotency_store
+        if key and store is not None and method.policy.idempotent:
+            return await _invoke_once(store, call, route, key)
         response = await handler(await _read_one(call, method), call.ctx)
         return response.to_wire()
     if kind is MethodKind.UNARY_STREAM:
@@ -129,11 +244,17 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
     try:
         try:
             if timeout is None:
+                if call.queued:
+                    await _wait_turn(protocol, call)
                 last = await _invoke(protocol, call, route)
             else:
                 async with timeout:
+                    if call.queued:
+                        await _wait_turn(protocol, call)
                     last = await _invoke(protocol, call, route)
             trailer = Trailer(Status.OK, metadata=ctx.response_metadata)
+        except _StoredOutcome as stored:
+            trailer = stored.trailer
         except asyncio.CancelledError:
             if call.cancel_status is None:
                 return  # the caller reset the stream, or the connection is gone
@@ -151,4 +272,18 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
         protocol.finish(call.stream_id, trailer, last)
     finally:
         # Cleanup here rather than a done callback: one less loop turn per call.
-        protocol.server._tasks.pop(call.task, None)  # type: ignore[arg-type]
+        server = protocol.server
+        server._tasks.pop(call.task, None)  # type: ignore[arg-type]
+        if call.ticket:
+            server.free_slot(call)
+
+
+async def _wait_turn(protocol: ServerProtocol, call: ServerCall) -> None:
+    """Wait in the admission queue; a call cancelled there holds no slot any more."""
+    gate = protocol.server.gate
+    assert gate is not None
+    try:
+        await gate.wait(call.ticket)
+    except BaseException:
+        call.ticket = 0
+        raise

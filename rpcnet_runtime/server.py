@@ -1,6 +1,8 @@
 """`Server`: serves generated service skeletons over QUIC.
 
-Each connection gets a `ServerProtocol`; each call a task running `dispatch.run_call`. Nothing is
+Each connection gets a `ServerProtocol`; each call a task running `dispatch.run_call`. Load
+shedding (`max_concurrent_calls`) refuses calls before a task exists; the idempotency store
+answers repeated keys of ``@idempotent`` methods (see `dispatch`). Nothing is
 dispatched on a connection before its peer passed `ServerTLS.authenticate_client`; a peer that
 fails it has its connection closed with `CLOSE_UNAUTHENTICATED` and the reason.
 """
@@ -15,6 +17,7 @@ from typing import Any
 from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.connection import QuicConnection
 
+from .clock import AsyncioClock
 from .config import ServerConfig
 from .connection import ALPN, CLOSE_NO_ERROR, CLOSE_UNAUTHENTICATED
 from .context import CallContext
@@ -31,6 +34,9 @@ from .events import (
     RpcEvent,
 )
 from .framing import RequestHeader, Trailer, method_id
+from .policies.counters import PolicyCounters
+from .policies.dedupe import IdempotencyStore, InMemoryIdempotencyStore
+from .policies.shedding import AdmissionDecision, AdmissionGate, LoadShedder
 from .protocol import CallInbox, RpcProtocol, is_loopback, tune_socket
 from .status import Status
 from .tls import PeerAuthenticationError, ServerTLS
@@ -88,6 +94,8 @@ class ServerProtocol(RpcProtocol):
             call.task.cancel()
             # A task cancelled before its first step never runs run_call's cleanup.
             self.server._tasks.pop(call.task, None)
+        if call.ticket:
+            self.server.free_slot(call)
 
     def _authenticate(self) -> None:
         try:
@@ -127,7 +135,21 @@ class Server:
         *,
         tls: ServerTLS,
         config: ServerConfig | None = None,
+        idempotency_store: IdempotencyStore | None = None,
+        dedupe: bool = True,
+        max_concurrent_calls: int | None = None,
+        max_queued_calls: int = 0,
     ) -> None:
+        """
+        :param idempotency_store: where outcomes of ``@idempotent`` calls are kept by key
+            (default, with `dedupe`: a bounded `InMemoryIdempotencyStore`, 10,000 entries,
+            64 MiB, 5 minutes). A repeated key gets the stored outcome; the handler runs once.
+        :param dedupe: False: no store (every attempt runs the handler).
+        :param max_concurrent_calls: load shedding: calls running at once on this server; None:
+            no limit. Calls beyond it and `max_queued_calls` are refused before dispatch with
+            RESOURCE_EXHAUSTED, not processed, with a retry-after.
+        :param max_queued_calls: calls that may wait for a slot.
+        """
         self.host = host
         self._requested_port = port
         self.tls = tls
@@ -140,6 +162,19 @@ class Server:
         self._quic_server: QuicServer | None = None
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        clock = AsyncioClock()
+        store_counters = getattr(idempotency_store, "counters", None)
+        self.counters = (
+            store_counters if isinstance(store_counters, PolicyCounters) else PolicyCounters()
+        )
+        """What the server's policies did: ``server.counters.snapshot()``."""
+        if idempotency_store is None and dedupe:
+            idempotency_store = InMemoryIdempotencyStore(clock=clock, counters=self.counters)
+        self.idempotency_store = idempotency_store if dedupe else None
+        self.gate: AdmissionGate | None = None
+        if max_concurrent_calls is not None:
+            shedder = LoadShedder(max_concurrent_calls, max_queued_calls)
+            self.gate = AdmissionGate(shedder, clock, self.counters)
 
     def __repr__(self) -> str:
         state = "draining" if self._draining else ("serving" if self._quic_server else "stopped")
@@ -271,12 +306,35 @@ class Server:
         if deadline is not None and deadline <= now:
             protocol.finish(stream_id, Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
+        ticket = 0
+        queued = False
+        if self.gate is not None:
+            admission = self.gate.enter()
+            if admission.decision is AdmissionDecision.SHED:
+                protocol.finish(
+                    stream_id,
+                    Trailer(
+                        Status.RESOURCE_EXHAUSTED,
+                        "server overloaded; call shed before dispatch",
+                        retry_after=admission.retry_after,
+                        not_processed=True,
+                    ),
+                )
+                return
+            ticket = admission.ticket
+            queued = admission.decision is AdmissionDecision.QUEUE
         inbox = CallInbox(protocol, stream_id, single=not route.method.kind.client_streams)
-        call = ServerCall(stream_id, inbox, ctx)
+        call = ServerCall(stream_id, inbox, ctx, ticket, queued)
         protocol.calls[stream_id] = call
         task = loop.create_task(run_call(protocol, call, route))
         call.task = task
         self._tasks[task] = call  # run_call removes it (no done callback: one less loop turn)
+
+    def free_slot(self, call: ServerCall) -> None:
+        """Give back the call's load-shedding slot (or queue place); harmless twice."""
+        if self.gate is not None and call.ticket:
+            self.gate.drop(call.ticket)
+        call.ticket = 0
 
     def _unimplemented(self, header: RequestHeader, route: Route | None) -> str | None:
         if route is not None:

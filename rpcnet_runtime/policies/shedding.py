@@ -109,6 +109,9 @@ class LoadShedder:
         self._running[next_ticket] = now
         return next_ticket
 
+    def is_running(self, ticket: int) -> bool:
+        return ticket in self._running
+
     def leave_queue(self, ticket: int) -> None:
         """A queued call gave up (cancelled, or its deadline passed) before it ran."""
         self._queue.pop(ticket, None)
@@ -141,26 +144,55 @@ class AdmissionGate:
         self.counters = counters or PolicyCounters()
         self._waiting: dict[int, asyncio.Future[None]] = {}
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def enter(self) -> Admission:
+        """Admit a call now, without waiting: RUN (it holds a slot: `release` it), QUEUE (`wait`
+        for the slot, then `release` it) or SHED (answer it with `Admission.error()`)."""
         admission = self.shedder.admit(self._clock.now())
         if admission.decision is AdmissionDecision.SHED:
             self.counters.shed += 1
+        elif admission.decision is AdmissionDecision.QUEUE:
+            self.counters.queued += 1
+            self._waiting[admission.ticket] = asyncio.get_running_loop().create_future()
+        return admission
+
+    async def wait(self, ticket: int) -> None:
+        """Wait until the queued `ticket` holds a slot. Cancelled, it leaves the queue (or gives
+        back the slot it was handed meanwhile) and owes no `release`."""
+        waiter = self._waiting.get(ticket)
+        if waiter is None:
+            return  # already handed its slot
+        try:
+            await waiter
+        except BaseException:
+            self._waiting.pop(ticket, None)
+            if waiter.done() and not waiter.cancelled():
+                self._release(ticket)  # the slot was handed to us as we were cancelled
+            else:
+                self.shedder.leave_queue(ticket)
+            raise
+
+    def release(self, ticket: int) -> None:
+        """A call holding a slot ended."""
+        self._release(ticket)
+
+    def drop(self, ticket: int) -> None:
+        """Forget `ticket` whatever its state: leave the queue, or give back the slot it holds.
+        Doing it twice is harmless."""
+        waiter = self._waiting.pop(ticket, None)
+        if waiter is not None:
+            self.shedder.leave_queue(ticket)
+            waiter.cancel()
+        elif self.shedder.is_running(ticket):
+            self._release(ticket)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        admission = self.enter()
+        if admission.decision is AdmissionDecision.SHED:
             raise admission.error()
         ticket = admission.ticket
         if admission.decision is AdmissionDecision.QUEUE:
-            self.counters.queued += 1
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting[ticket] = waiter
-            try:
-                await waiter
-            except BaseException:
-                self._waiting.pop(ticket, None)
-                if waiter.done() and not waiter.cancelled():
-                    self._release(ticket)  # the slot was handed to us as we were cancelled
-                else:
-                    self.shedder.leave_queue(ticket)
-                raise
+            await self.wait(ticket)
         try:
             yield
         finally:
@@ -170,4 +202,5 @@ class AdmissionGate:
         next_ticket = self.shedder.finished(ticket, self._clock.now())
         if next_ticket is not None:
             waiter = self._waiting.pop(next_ticket)
-            waiter.set_result(None)
+            if not waiter.done():
+                waiter.set_result(None)
