@@ -483,10 +483,15 @@ def _install_credit_rule(quic: QuicConnection, core: RpcConnection) -> None:
     due = core._credit_due
 
     def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
+        # Called for every open stream in every packet: the common cases return first.
         stream_id = stream.stream_id
         if stream_id not in calls:
-            due.discard(stream_id)
-            default_rule(builder=builder, space=space, stream=stream)
+            if due:
+                due.discard(stream_id)
+            if stream.receiver.is_finished:
+                # Everything was received: no credit to give (RFC 9000 section 3.2).
+                return
+            default_rule(builder, space, stream)
             return
         if stream_id in due:
             due.discard(stream_id)

@@ -2,8 +2,9 @@
 
 The protocol feeds aioquic's events to the sans-IO core and hands the resulting `RpcEvent`s to
 `rpc_event_received` (implemented by the client and server sides). Datagrams go out once per
-batch: aioquic transmits after each received datagram or timer, and sends made by application
-code schedule a single `transmit` for the end of the current loop iteration.
+batch: a received datagram and every send made by application code schedule a single
+`transmit` for the end of the current loop iteration (aioquic alone would transmit after each
+datagram, before the handlers and callers it wakes have run); timers transmit at once.
 
 Per call, a `CallInbox` holds the messages that arrived and not yet read; reading one returns its
 bytes to the core's credit (so a slow reader slows its writer), and `send_message` waits while
@@ -223,7 +224,12 @@ class RpcProtocol(QuicConnectionProtocol):
             self.rpc_event_received(rpc_event)
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        super().datagram_received(data, addr)
+        # aioquic transmits right after each datagram; here the transmit waits for the end of
+        # the loop iteration, so the replies and requests this datagram causes (handlers and
+        # callers woken by it run first) leave in the same packets as its acknowledgement.
+        self._quic.receive_datagram(data, addr, now=self.loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        self.transmit_soon()
         close = self._quic._close_event
         if close is not None and not self.core.terminated:
             # The peer closed (or we did): aioquic reports it only after the draining period
