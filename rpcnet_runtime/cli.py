@@ -62,6 +62,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
     parser.set_defaults(handler=_run_certs)
+    _register_cluster(subparsers)
 
 
 def _run_certs(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -105,6 +106,59 @@ def _run_certs(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"key={written.client_key!r})",
         file=stream,
     )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# rpcnet cluster status --seed HOST:PORT
+
+
+def _register_cluster(subparsers: Any) -> None:
+    cluster = subparsers.add_parser(
+        "cluster", help="inspect a cluster", description="Inspect an rpcnet cluster."
+    )
+    commands = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
+    status = commands.add_parser(
+        "status",
+        help="list the members a node knows, with state, phi and health",
+        description=(
+            "Ask one node (the seed) for its view of the cluster: each member's address, tags, "
+            "state and phi, plus calls in flight, breaker state and health when the node "
+            "routes calls. Certificate verification is always on."
+        ),
+    )
+    status.add_argument("--seed", required=True, metavar="HOST:PORT", help="a node to ask")
+    status.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
+    status.add_argument("--ca", required=True, help="CA certificate (PEM) to verify the node")
+    status.add_argument("--cert", help="client certificate (PEM), for mutual TLS")
+    status.add_argument("--key", help="client key (PEM), for mutual TLS")
+    status.add_argument("--server-name", help="name to verify (default: the seed's host)")
+    status.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait (default: %(default)s)"
+    )
+    status.set_defaults(handler=_run_cluster_status)
+
+
+def _run_cluster_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import asyncio
+
+    from .cluster.admin import fetch_status, format_json, format_table
+    from .errors import RpcError
+    from .tls import ClientTLS
+
+    stream = out if out is not None else sys.stdout
+    if (args.cert is None) != (args.key is None):
+        raise CommandError("--cert and --key go together")
+    if args.timeout <= 0:
+        raise CommandError("--timeout must be > 0")
+    tls = ClientTLS(ca=args.ca, cert=args.cert, key=args.key, server_name=args.server_name)
+    try:
+        status = asyncio.run(fetch_status(args.seed, tls=tls, timeout=args.timeout))
+    except RpcError as exc:
+        raise CommandError(f"cannot get the status from {args.seed}: {exc}") from None
+    print(format_json(status) if args.format == "json" else format_table(status), file=stream)
     return 0
 
 

@@ -292,7 +292,7 @@ async def test_hedge_goes_to_another_worker_when_home_is_slow(
     cluster.behaviour["w1"].mode = "slow"
     loop = asyncio.get_running_loop()
     started = loop.time()
-    status = await cluster.client.get_status(compute.TaskRef(id=key))
+    status = await cluster.client.get_status(compute.TaskRef(id=key), idempotency_key=key)
     assert status.worker_id != "w1"
     assert loop.time() - started < 0.45  # GetStatus hedges after 50 ms; its timeout is 500 ms
     assert cluster.metrics.hedges.value() == 1
@@ -325,9 +325,7 @@ async def test_retry_budget_stops_a_retry_flood(cluster: Cluster, compute: Modul
 
 
 async def test_streaming_kinds_over_the_cluster(cluster: Cluster, compute: ModuleType) -> None:
-    events = [
-        e async for e in cluster.client.watch(compute.WatchRequest(task_ids=["a", "b"]))
-    ]
+    events = [e async for e in cluster.client.watch(compute.WatchRequest(task_ids=["a", "b"]))]
     assert [e.task_id for e in events] == ["a", "b"]
 
     async def chunks() -> AsyncIterator[Any]:
