@@ -96,8 +96,10 @@ class ClusterAdminService(ClusterAdminBase):
 async def fetch_status(seed: str, *, tls: ClientTLS, timeout: float = 5.0) -> ClusterStatus:
     """Ask the node at ``host:port`` for its view of the cluster."""
     from ..client import connect
+    from ..config import ClientConfig
 
-    async with connect(seed, tls=tls) as channel:
+    config = ClientConfig(connect_timeout=timeout)
+    async with connect(seed, tls=tls, config=config) as channel:
         return await ClusterAdminClient(channel).status(StatusRequest(), timeout=timeout)
 
 
