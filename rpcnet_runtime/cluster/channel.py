@@ -38,7 +38,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..channel import CallOptions
 from ..client import ClientChannel
@@ -57,10 +57,20 @@ from .pool import ConnectionPool
 from .registry import NoWorkersAvailable, Worker, WorkerRegistry
 from .types import MemberState
 
-__all__ = ["ClusterChannel", "classify_failure"]
+__all__ = ["ClusterChannel", "WorkerStalled", "classify_failure"]
 
 T = TypeVar("T")
 _ROUTABLE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class WorkerStalled(RpcError):
+    """A unary attempt got no answer within the channel's `attempt_timeout` (UNAVAILABLE)."""
+
+    def __init__(self, worker_id: str, seconds: float) -> None:
+        self.worker_id = worker_id
+        super().__init__(
+            Status.UNAVAILABLE, f"no answer from worker {worker_id} within {seconds} s"
+        )
 
 
 def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOutcome, bool]:
@@ -73,7 +83,7 @@ def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOu
         return CallOutcome.FAILURE, True  # could not connect, or the connection died
     if error.not_processed:
         return CallOutcome.SHED, True  # draining, or refused before dispatch
-    if error.status is Status.DEADLINE_EXCEEDED:
+    if error.status is Status.DEADLINE_EXCEEDED or isinstance(error, WorkerStalled):
         return CallOutcome.FAILURE, True  # slow or stuck: the next attempt goes elsewhere
     if error.status in BREAKER_FAILURES and not isinstance(error, SchemaError):
         return CallOutcome.FAILURE, False
@@ -145,13 +155,17 @@ class ClusterChannel:
     :param tags: only workers with all these tags get calls.
     :param tls: client TLS settings for every worker connection (verification on).
     :param config: client settings for every worker connection.
-    :param attempt_timeout: a per-attempt timeout for methods whose schema sets none, so that
-        an attempt stuck on a dead or paused worker moves on before the call's deadline.
+    :param attempt_timeout: seconds a unary attempt may wait for its worker before it fails
+        with UNAVAILABLE (retryable where the method's ``on`` lists it, for idempotent methods)
+        and the next attempt moves to another worker: a worker that died or was paused
+        without its connection noticing does not hold calls until their deadline.
     :param retry_throttle: the cluster-wide retry budget (gRFC A6 token bucket).
     :param max_connections: bound of the connection pool; `idle_timeout` its idle expiry.
     :param sweep_interval: how often the sweeper closes connections to departed workers.
     :param connect: makes a worker connection from ``host:port`` (tests inject their own).
     :param clock: must read the event loop's clock (deadlines are sent as time remaining).
+    :param on_attempt: called with the worker id and the attempt's spec as each attempt is
+        sent (tracing, tests).
     """
 
     def __init__(
@@ -171,6 +185,7 @@ class ClusterChannel:
         rng: random.Random | None = None,
         clock: Clock | None = None,
         connect: Callable[[str], ClientChannel] | None = None,
+        on_attempt: Callable[[str, AttemptSpec], None] | None = None,
     ) -> None:
         if attempt_timeout is not None and attempt_timeout <= 0:
             raise ValueError(f"attempt_timeout must be > 0, got {attempt_timeout}")
@@ -199,6 +214,7 @@ class ClusterChannel:
             make, max_connections=max_connections, idle_timeout=idle_timeout
         )
         self.sweep_interval = sweep_interval
+        self.on_attempt = on_attempt
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -255,6 +271,8 @@ class ClusterChannel:
             self.metrics.hedges.inc()
         elif spec.attempt_number > 1:
             self.metrics.retries.inc()
+        if self.on_attempt is not None:
+            self.on_attempt(worker.id, spec)
         started = self.clock.now()
         try:
             connection, doomed = self.pool.acquire(worker.id, worker.address, started)
@@ -292,12 +310,21 @@ class ClusterChannel:
         route: _Route,
         spec: AttemptSpec,
         send: Callable[[ClientChannel], Awaitable[T]],
+        *,
+        stall: float | None,
     ) -> T:
         """Send one attempt to the worker `route` picks; report the outcome to the registry."""
         worker, connection, started = await self._begin(route, spec)
         outcome = CallOutcome.CANCELLED
         try:
-            result = await send(connection)
+            if stall is None or (spec.deadline is not None and spec.deadline <= started + stall):
+                result = await send(connection)
+            else:
+                try:
+                    async with asyncio.timeout(stall):
+                        result = await send(connection)
+                except TimeoutError:
+                    raise WorkerStalled(worker.id, stall) from None
             outcome = CallOutcome.SUCCESS
             return result
         except RpcError as error:
@@ -305,12 +332,6 @@ class ClusterChannel:
             raise
         finally:
             self._end(route, worker, connection, started, outcome)
-
-    def _policy_for(self, method: MethodDescriptor[Any, Any]) -> MethodDescriptor[Any, Any]:
-        policy = method.policy
-        if self.attempt_timeout is None or policy.attempt_timeout is not None:
-            return method
-        return replace(method, policy=replace(policy, attempt_timeout=self.attempt_timeout))
 
     async def _counted(self, call: Awaitable[T]) -> T:
         try:
@@ -338,10 +359,9 @@ class ClusterChannel:
                 )  # fmt: skip
                 return response
 
-            return await self._run_attempt(route, spec, send)
+            return await self._run_attempt(route, spec, send, stall=self.attempt_timeout)
 
-        described = self._policy_for(method)
-        return await self._counted(self.executor.unary(described, request, options, attempt))
+        return await self._counted(self.executor.unary(method, request, options, attempt))
 
     async def stream_unary(
         self,
@@ -360,7 +380,7 @@ class ClusterChannel:
                 )  # fmt: skip
                 return response
 
-            return await self._run_attempt(route, spec, send)
+            return await self._run_attempt(route, spec, send, stall=None)
 
         # One attempt: the request stream is consumed as it is sent.
         return await self._counted(self.executor.single(method, None, options, attempt))
@@ -371,7 +391,7 @@ class ClusterChannel:
         request: RequestT,
         options: CallOptions,
     ) -> AsyncIterator[ResponseT]:
-        return self._streamed(self._policy_for(method), request, None, options)
+        return self._streamed(method, request, None, options)
 
     def stream_stream(
         self,

@@ -342,3 +342,20 @@ async def test_streaming_kinds_over_the_cluster(cluster: Cluster, compute: Modul
     results = [r.task_id async for r in cluster.client.process_stream(tasks())]
     assert [r.split("@")[0] for r in results] == ["x", "y"]
     assert cluster.channel.pool.in_use(results[0].split("@")[1]) == 0
+
+
+async def test_stalled_attempt_moves_to_another_worker(
+    cluster: Cluster, compute: ModuleType
+) -> None:
+    key = cluster.key_homed_at("w2")
+    cluster.behaviour["w2"].mode = "slow"  # as if paused: the connection stays up
+    sent: list[str] = []
+    cluster.channel.attempt_timeout = 0.1
+    cluster.channel.on_attempt = lambda worker_id, spec: sent.append(worker_id)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcome = await cluster.client.process(task(compute, key))
+    assert outcome.done.worker_id != "w2"
+    assert sent[0] == "w2" and len(sent) == 2 and sent[1] == outcome.done.worker_id
+    assert loop.time() - started < 1.0  # 0.1 s stall + one jittered backoff (<= 50 ms)
+    assert cluster.metrics.worker_calls.value(worker="w2", outcome="failure") == 1
