@@ -1,0 +1,1 @@
+"""Code generated from policy_test.rpc, under gen/ (regenerate: see test_policies_loopback.py)."""
