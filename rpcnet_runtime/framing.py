@@ -134,12 +134,40 @@ H_PATH, H_METHOD_ID, H_TIMEOUT, H_IDEMPOTENCY_KEY, H_ATTEMPT, H_HEDGE, H_METADAT
 T_STATUS, T_MESSAGE, T_ERROR, T_FIELDS, T_RETRY_AFTER, T_NOT_PROCESSED, T_METADATA = range(1, 8)
 
 
+_CACHE_LIMIT = 1024
+"""Entries in each header cache below; a full cache is emptied (peers control the keys)."""
+_PLAIN_HEADERS: dict[tuple[str, int | None, bool], bytes] = {}
+"""Encoded HEADER frames that carry only the method (no deadline, metadata or retry data)."""
+_DECODED_HEADERS: dict[bytes, RequestHeader] = {}
+"""Decoded plain HEADER payloads (the same bytes for every call of a method)."""
+
+
 def encode_header(header: RequestHeader, *, send_path: bool = False) -> bytes:
     """A HEADER frame; only fields that differ from their defaults are written.
 
     The method travels as its 64-bit id, and also as its path when `send_path` is set or no
     id is known.
     """
+    plain = (
+        header.timeout is None
+        and header.idempotency_key is None
+        and header.attempt == 1
+        and not header.is_hedge
+        and not header.metadata
+    )
+    if plain:
+        key = (header.path, header.method_id, send_path)
+        frame = _PLAIN_HEADERS.get(key)
+        if frame is None:
+            frame = _encode_header(header, send_path)
+            if len(_PLAIN_HEADERS) >= _CACHE_LIMIT:
+                _PLAIN_HEADERS.clear()
+            _PLAIN_HEADERS[key] = frame
+        return frame
+    return _encode_header(header, send_path)
+
+
+def _encode_header(header: RequestHeader, send_path: bool) -> bytes:
     data: dict[int, Any] = {}
     mid = header.method_id
     if mid is None and header.path:
@@ -216,6 +244,23 @@ def _metadata(data: dict[Any, Any], key: int, what: str) -> dict[str, str]:
 
 def decode_header(payload: bytes) -> RequestHeader:
     """Parse a HEADER payload; raises `FrameError` (INVALID_ARGUMENT) when it is malformed."""
+    header = _DECODED_HEADERS.get(payload)
+    if header is None:
+        header = _decode_header(payload)
+        if (
+            header.timeout is None
+            and header.idempotency_key is None
+            and header.attempt == 1
+            and not header.is_hedge
+            and not header.metadata
+        ):
+            if len(_DECODED_HEADERS) >= _CACHE_LIMIT:
+                _DECODED_HEADERS.clear()
+            _DECODED_HEADERS[bytes(payload)] = header
+    return header
+
+
+def _decode_header(payload: bytes) -> RequestHeader:
     what = "request header"
     data = _load_map(payload, what)
     path = _get(data, H_PATH, str, what, "path")
@@ -237,7 +282,7 @@ def decode_header(payload: bytes) -> RequestHeader:
         idempotency_key=_get(data, H_IDEMPOTENCY_KEY, str, what, "idempotency key"),
         attempt=1 if attempt is None else attempt,
         is_hedge=bool(_get(data, H_HEDGE, bool, what, "hedge flag")),
-        metadata=_metadata(data, H_METADATA, what),
+        metadata=_metadata(data, H_METADATA, what) or _NO_METADATA,
     )
 
 
@@ -269,6 +314,7 @@ def decode_trailer(payload: bytes) -> Trailer:
     )
 
 
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 _OK_PAYLOAD = _OK_TRAILER[PREFIX_SIZE:]
 _OK = Trailer(Status.OK, metadata=MappingProxyType({}))
 
