@@ -24,6 +24,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ..channel import CallOptions
@@ -78,6 +79,9 @@ class AttemptSpec:
 
 AttemptFn = Callable[[AttemptSpec], Awaitable[T]]
 StreamAttemptFn = Callable[[AttemptSpec], AsyncIterator[T]]
+
+
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 class _DeadlineReached(Exception):
@@ -247,11 +251,13 @@ class _Call:
         if not executor.retries_enabled and (policy.retry is not None or policy.hedge is not None):
             policy = replace(policy, retry=None, hedge=None)
         self.policy = policy
-        now = self.clock.now()
+        self.started = now = self.clock.now()
         inherited = inherited_deadline() if executor._inherit else None
         self.deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
         self.key = choose_idempotency_key(policy, request, options, executor.rng)
-        self.metadata: Mapping[str, str] = dict(options.metadata or {})
+        self.metadata: Mapping[str, str] = (
+            _NO_METADATA if options.metadata is None else dict(options.metadata)
+        )
         self.throttle = executor._throttle_for(endpoint)
         self.breaker = executor._breaker_for(endpoint)
         self.endpoint = endpoint
@@ -391,7 +397,7 @@ class _Call:
     async def once(self, attempt: AttemptFn[T]) -> T:
         """The single attempt of a call that cannot retry, awaited inline (the attempt function
         enforces the deadline itself): no task, no timer."""
-        now = self.clock.now()
+        now = self.started
         if self.deadline is not None and now >= self.deadline:
             raise self._deadline_error()
         if not self._admit(now):
