@@ -239,7 +239,8 @@ async def run(args: argparse.Namespace, setup: Setup) -> list[Peer]:
 
 
 async def profile_stack(peers: list[Peer], args: argparse.Namespace, name: str) -> None:
-    """Profile client and server of stack `name` at c=64; print the top functions by own time."""
+    """Profile client and server of stack `name` (c=64, or bulk at c=8); print the top
+    functions by own time."""
     peer = next((p for p in peers if p.stack.name == name and p.client), None)
     if peer is None or peer.client is None:
         print(f"profile: no {name} peer", file=sys.stderr)
@@ -248,9 +249,9 @@ async def profile_stack(peers: list[Peer], args: argparse.Namespace, name: str) 
     peer.conn.send("profile-start")
     profiler = cProfile.Profile()
     profiler.enable()
-    calls, seconds = await _callers(
-        peer.client, SMALL, THROUGHPUT_CONCURRENCY, args.duration * 2, None
-    )
+    bulk = args.profile_workload == "bulk"
+    payload, concurrency = (BULK, BULK_CONCURRENCY) if bulk else (SMALL, THROUGHPUT_CONCURRENCY)
+    calls, seconds = await _callers(peer.client, payload, concurrency, args.duration * 2, None)
     profiler.disable()
     peer.conn.send("profile-stop")
     await loop.run_in_executor(None, peer.conn.poll, 30.0)
@@ -265,7 +266,7 @@ async def profile_stack(peers: list[Peer], args: argparse.Namespace, name: str) 
         ("client", client_path),
         ("server", Path(args.profile, f"{name}-server.prof")),
     ):
-        print(f"\n== {name} {title} at c={THROUGHPUT_CONCURRENCY}, top by own time ({path}) ==")
+        print(f"\n== {name} {title} at c={concurrency}, top by own time ({path}) ==")
         stats = pstats.Stats(str(path))
         stats.sort_stats("tottime").print_stats(args.profile_top)
 
@@ -399,8 +400,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["rpcnet"],
         help="stacks to profile with --profile (default rpcnet)",
     )
+    parser.add_argument(
+        "--profile-workload",
+        choices=("throughput", "bulk"),
+        default="throughput",
+        help="what --profile measures: c=64 small calls, or 64 KiB calls at c=8",
+    )
     parser.add_argument("--profile-top", type=int, default=25)
-    parser.add_argument("--uvloop", action="store_true", help="use uvloop in every process")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="use uvloop in the bench and every server process"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup = 0.3, 1, 0.1
@@ -420,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("--uvloop: uvloop is not installed", file=sys.stderr)
             return 2
-        runner = uvloop.run  # client side only; servers keep asyncio's default loop
+        runner = uvloop.run  # the server processes too (Setup.uvloop)
     with tempfile.TemporaryDirectory(prefix="rpcnet-bench-") as workdir:
         certs = write_dev_certs(Path(workdir, "certs"))
         compile_proto(workdir)
@@ -432,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             server_key=certs.server_key,
             workdir=workdir,
             sockbuf=args.sockbuf,
+            uvloop=args.uvloop,
             profile=str(Path(args.profile).resolve()) if args.profile else "",
         )
         start_load = load_average()

@@ -36,6 +36,8 @@ class Setup:
     """QUIC max_datagram_size for the QUIC stacks."""
     sockbuf: int = 0
     """SO_RCVBUF/SO_SNDBUF for the QUIC stacks' UDP sockets; 0 keeps the OS default."""
+    uvloop: bool = False
+    """Server processes run uvloop's event loop (as the bench process does)."""
     profile: str = ""
     """Directory where a server process writes ``<stack>-server.prof`` ('': no profiling)."""
 

@@ -65,8 +65,13 @@ def stacks(datagram: int) -> list[Stack]:
 def run_server(name: str, datagram: int, setup: Setup, conn: Connection) -> None:
     """Process entry point: serve stack `name` on 127.0.0.1 until told to stop."""
     stack = {s.name: s for s in stacks(datagram)}[name]
+    runner: Any = asyncio.run
+    if setup.uvloop:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+        runner = uvloop.run
     try:
-        asyncio.run(_serve(stack, stack.setup(setup), conn))
+        runner(_serve(stack, stack.setup(setup), conn))
     finally:
         conn.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import replace
 
+from aioquic import tls
 from quic_pair import make_pair
 
 from rpcnet_runtime.certs import DevCerts
@@ -309,3 +310,25 @@ def test_a_request_split_across_chunks_is_reported_step_by_step(dev_certs: DevCe
         MessageReceived(sid, pack({1: "b"}), len(pack({1: "b"})) + 5),
         TrailerReceived(sid, Trailer(Status.OK)),
     ]
+
+
+class _NoFrames:
+    """A packet builder that fails the test if a frame is started."""
+
+    def start_frame(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a frame was written")
+
+
+def test_no_credit_frames_for_a_fully_received_stream(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_client()
+    sid = pair.client.send_request(HEADER, {1: "x"}, end_stream=True)
+    pair.pump()
+    pair.server.send_trailer(sid, Trailer(Status.OK), {1: "y"})
+    stream = pair.server.quic._streams[sid]  # still there until its data is acknowledged
+    assert sid not in pair.server.calls and stream.receiver.is_finished
+    stream.max_stream_data_local_sent = 0  # as if the last credit frame had been lost
+    space = pair.server.quic._spaces[tls.Epoch.ONE_RTT]
+    pair.server.quic._write_stream_limits(_NoFrames(), space, stream)  # type: ignore[arg-type]
+    pair.pump()
+    assert [type(e) for e in pair.take_client()] == [TrailerReceived]

@@ -187,3 +187,42 @@ def test_protocol_doc_example_bytes() -> None:
     assert header.hex(" ") == ("01 00 00 00 11 82 02 cf c3 50 67 d6 26 70 60 83 03 ce 77 35 94 00")
     assert encode_message({1: "hi"}).hex(" ") == "02 00 00 00 05 81 01 a2 68 69"
     assert encode_trailer(Trailer(Status.OK)).hex(" ") == "03 00 00 00 03 81 01 00"
+
+
+def test_plain_headers_are_encoded_once_per_method() -> None:
+    plain = RequestHeader(path="cache.S/Plain")
+    first = encode_header(plain)
+    assert encode_header(RequestHeader(path="cache.S/Plain")) is first
+    assert encode_header(plain, send_path=True) != first  # the path travels too: another entry
+    timed = RequestHeader(path="cache.S/Plain", timeout=1.0)
+    assert encode_header(timed) is not encode_header(timed)  # a deadline is never cached
+    assert decode_header(encode_header(timed)[PREFIX_SIZE:]).timeout == 1.0
+
+
+def test_decoded_plain_headers_are_shared_and_read_only() -> None:
+    payload = encode_header(RequestHeader(path="cache.S/Decode"))[PREFIX_SIZE:]
+    header = decode_header(payload)
+    assert decode_header(bytes(payload)) is header
+    with pytest.raises(TypeError):
+        header.metadata["k"] = "v"  # type: ignore[index]
+    with_metadata = encode_header(RequestHeader(path="cache.S/Decode", metadata={"k": "v"}))
+    first = decode_header(with_metadata[PREFIX_SIZE:])
+    assert first.metadata == {"k": "v"}
+    assert decode_header(with_metadata[PREFIX_SIZE:]) is not first  # only plain headers
+
+
+def test_header_caches_stay_bounded() -> None:
+    from rpcnet_runtime import framing
+
+    for n in range(framing._CACHE_LIMIT + 10):
+        data = encode_header(RequestHeader(path=f"bound.S/M{n}"))
+        decode_header(data[PREFIX_SIZE:])
+        assert len(framing._PLAIN_HEADERS) <= framing._CACHE_LIMIT
+        assert len(framing._DECODED_HEADERS) <= framing._CACHE_LIMIT
+
+
+def test_a_malformed_header_is_refused_every_time() -> None:
+    payload = pack({2: "not an int"})
+    for _ in range(2):
+        with pytest.raises(FrameError):
+            decode_header(payload)

@@ -1,0 +1,50 @@
+"""The asyncio shell transmits once per loop iteration, not after every datagram."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aioquic.quic.connection import QuicConnection
+
+from rpcnet_runtime.certs import DevCerts
+from rpcnet_runtime.client_protocol import ClientProtocol
+from rpcnet_runtime.config import ClientConfig
+from rpcnet_runtime.connection import ALPN
+from rpcnet_runtime.tls import ClientTLS
+
+SERVER = ("127.0.0.1", 4433)
+
+
+class _Transport(asyncio.DatagramTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.sent.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+async def test_a_datagram_is_answered_at_the_end_of_the_loop_iteration(
+    dev_certs: DevCerts,
+) -> None:
+    configuration = ClientTLS(ca=dev_certs.ca).quic_configuration(
+        alpn_protocols=[ALPN], idle_timeout=5.0, server_name="localhost"
+    )
+    quic = QuicConnection(configuration=configuration)
+    protocol = ClientProtocol(quic, config=ClientConfig())
+    transport = _Transport()
+    protocol.connection_made(transport)
+    loop = asyncio.get_running_loop()
+    quic.connect(SERVER, now=loop.time())  # the Initial packet waits to be sent
+
+    protocol.datagram_received(b"\x00" * 40, SERVER)  # not a QUIC packet: ignored
+    assert transport.sent == []  # aioquic alone would have sent the Initial already
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    await done
+    assert len(transport.sent) >= 1 and transport.sent[0][0] & 0x80  # a long-header packet
+    protocol.shutdown()
