@@ -3,9 +3,12 @@
 `GossipService` (a subclass of the skeleton generated from ``gossip.rpc``) hands every packet it
 receives to a callback; `GossipSender` sends packets to peers through a bounded pool of client
 channels, one per peer address. Sends never block the caller: each is a fire-and-forget task,
-bounded in number per peer and in total, and dropped (counted) when over the bound. A call that
-fails for a transport reason (unreachable, timed out) closes the peer's channel, so the next
-packet dials a fresh connection instead of waiting behind a stalled one.
+bounded in number per peer and in total, and dropped (counted) when over the bound. When a peer's
+connection is gone (UNAVAILABLE), or `reconnect_after` calls in a row failed for a transport
+reason (timed out: e.g. the peer restarted on the same port and the old connection went silent),
+the peer's channel is closed, so the next packet dials a fresh connection. A single timeout does
+not: after this process was paused, every call in flight expires at once, yet the connections
+are fine, and redialling every peer at once would only delay the probes that must now succeed.
 
 Because gossip rides on RPC calls, it is protected by the server's TLS: under mutual TLS a peer
 without a certificate from the cluster's CA can neither send gossip nor receive any.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,8 +43,9 @@ PacketHandler = Callable[[str, bytes], None]
 ChannelFactory = Callable[[str], Channel]
 """Makes a (lazily connecting) channel to ``host:port``."""
 
-# Failures after which a channel is replaced: the connection is gone or stalled.
-_RECONNECT_ON = frozenset({Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.CANCELLED})
+# Transport failures: the connection is gone (at once) or perhaps stalled (after a few in a row).
+_GONE = frozenset({Status.UNAVAILABLE})
+_STALLED = frozenset({Status.DEADLINE_EXCEEDED, Status.CANCELLED})
 
 
 class GossipService(GossipBase):
@@ -73,13 +78,15 @@ class GossipCounters:
 
 
 class _Peer:
-    __slots__ = ("address", "channel", "client", "in_flight")
+    __slots__ = ("address", "channel", "client", "failures", "in_flight")
 
     def __init__(self, address: str, channel: Channel) -> None:
         self.address = address
         self.channel = channel
         self.client = GossipClient(channel)
         self.in_flight = 0
+        self.failures = 0
+        """Transport failures in a row."""
 
 
 class GossipSender:
@@ -92,6 +99,7 @@ class GossipSender:
     :param max_peers: channels kept open; the least recently used is closed beyond it.
     :param max_in_flight_per_peer: calls in flight to one peer before packets are dropped.
     :param max_in_flight: calls in flight in total before packets are dropped.
+    :param reconnect_after: timed-out calls in a row after which the channel is replaced.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class GossipSender:
         max_peers: int = 256,
         max_in_flight_per_peer: int = 16,
         max_in_flight: int = 512,
+        reconnect_after: int = 3,
     ) -> None:
         if timeout <= 0 or max_peers < 1 or max_in_flight_per_peer < 1 or max_in_flight < 1:
             raise ValueError("GossipSender bounds must be positive")
@@ -112,6 +121,7 @@ class GossipSender:
         self._max_peers = max_peers
         self._max_per_peer = max_in_flight_per_peer
         self._max_in_flight = max_in_flight
+        self._reconnect_after = max(1, reconnect_after)
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -135,7 +145,11 @@ class GossipSender:
             self.counters.dropped += 1
             return False
         peer.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._call(peer, data))
+        # A fresh context: a packet sent while handling an incoming call must not inherit that
+        # call's deadline (deadline propagation would shrink along every chain of replies).
+        task = asyncio.get_running_loop().create_task(
+            self._call(peer, data), context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
@@ -179,12 +193,19 @@ class GossipSender:
                 GossipPacket(sender=self._sender, data=data), timeout=self._timeout
             )
             self.counters.sent += 1
+            peer.failures = 0
         except RpcError as exc:
             self.counters.failed += 1
-            if exc.status in _RECONNECT_ON:
+            log.debug("gossip to %s failed: %s", peer.address, exc)
+            if exc.status in _GONE:
                 self._replace(peer)
-        except (OSError, ConnectionError):
+            elif exc.status in _STALLED:
+                peer.failures += 1
+                if peer.failures >= self._reconnect_after:
+                    self._replace(peer)
+        except (OSError, ConnectionError) as exc:
             self.counters.failed += 1
+            log.debug("gossip to %s failed: %r", peer.address, exc)
             self._replace(peer)
         finally:
             peer.in_flight -= 1

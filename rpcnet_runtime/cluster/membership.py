@@ -10,6 +10,7 @@ and are fed to ``node.receive``; ``node.take_outgoing()`` goes out through a `Go
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Membership"]
 
+_EMPTY = contextvars.Context()
 _UNSPECIFIED_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -251,7 +253,8 @@ class Membership:
         self._cancel_timer()
         if deadline is not None:
             self._timer_at = deadline
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            # Not in the context of the call whose packet re-armed the timer (see gossip.py).
+            self._timer = self._loop.call_at(deadline, self._on_timer, context=_EMPTY)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -21,10 +21,12 @@ from rpcnet_runtime.cluster import (
     NodeFailed,
     NodeJoined,
     NodeLeft,
+    NodeRecovered,
     Subscription,
 )
 from rpcnet_runtime.server import Server
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
+from rpcnet_runtime.udp_relay import UdpRelay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -238,3 +240,57 @@ def test_generated_gossip_module_is_up_to_date() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_gossip_keeps_flowing_past_the_send_timeout(
+    certs: DevCerts, stack: AsyncExitStack
+) -> None:
+    """Replies sent while handling a packet must not inherit its deadline (regression: every
+    chain of replies ran out of time after ~16 hops and the cluster fell apart)."""
+    nodes = await three_nodes(certs, stack)
+    timeout = max(0.5, 5 * ClusterConfig.local().probe_interval)
+    start = [n.membership.sender.counters.sent for n in nodes]
+    # Enough traffic to span several send timeouts (each node sends ~20 packets per second).
+    await until(
+        lambda: all(
+            n.membership.sender.counters.sent - s >= 80 for n, s in zip(nodes, start, strict=True)
+        ),
+        timeout=20 * timeout,
+    )
+    for node in nodes:
+        assert node.membership.sender.counters.failed == 0
+        assert not any(isinstance(e, NodeFailed) for e in node.seen)
+
+
+async def test_a_node_cut_off_behind_a_relay_is_failed_and_recovers(
+    certs: DevCerts, stack: AsyncExitStack
+) -> None:
+    a = await start_node(certs, stack, [], seed=11)
+    b = await start_node(certs, stack, [a.membership.address], seed=12)
+    # c advertises a relay in front of its server: the others reach it only through the relay.
+    server = Server("127.0.0.1", 0, tls=ServerTLS(certs.server_cert, certs.server_key))
+    await server.start()
+    stack.push_async_callback(server.stop, 0)
+    relay = UdpRelay(f"127.0.0.1:{server.port}", rng=random.Random(5))
+    relay.start()
+    stack.callback(relay.close)
+    tls = ClientTLS(ca=certs.ca, cert=certs.client_cert, key=certs.client_key)
+    config = ClusterConfig.local(seeds=[a.membership.address], tls=tls)
+    membership = await Membership.join(
+        server, config, advertise_address=relay.address, rng=random.Random(13)
+    )
+    stack.push_async_callback(membership.close)
+    c = Node(server, membership, membership.subscribe())
+    ids = {n.membership.id for n in (a, b, c)}
+    await until(lambda: all(live_ids(n) == ids for n in (a, b, c)), timeout=5)
+    assert a.membership.member(c.membership.id).address == relay.address  # type: ignore[union-attr]
+
+    relay.cut()  # nothing reaches c's server, nor do its answers leave
+    for node in (a, b):
+        await node.wait_for(lambda e: isinstance(e, NodeFailed) and e.node.id == c.membership.id, 5)
+    assert relay.counters.dropped["in"] > 0
+    relay.heal()
+    for node in (a, b):
+        await node.wait_for(
+            lambda e: isinstance(e, NodeRecovered) and e.node.id == c.membership.id, 10
+        )
