@@ -8,6 +8,8 @@ Everything runs in virtual time: nothing sleeps, and every random choice comes f
   (partitions); sending to an address nobody listens on raises `NoRouteError`.
 - `SimulatedCluster`: N `SwimNode`s on a `MockNetwork`, driven by an event loop over virtual time
   (`run_until`), with `kill`, `pause`/`resume` (SIGSTOP) and per-node event logs.
+- `UdpRelay` (from `rpcnet_runtime.udp_relay`): a real UDP forwarder on loopback, in front of a
+  node's QUIC server, with per-direction drop, delay and cut, for real-network tests.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ from dataclasses import dataclass
 from .cluster.config import ClusterConfig
 from .cluster.swim import SwimNode
 from .cluster.types import ClusterEvent, Member
+from .udp_relay import LinkRule, UdpRelay
 
-__all__ = ["FakeClock", "MockNetwork", "NoRouteError", "SimulatedCluster"]
+__all__ = [
+    "FakeClock",
+    "LinkRule",
+    "MockNetwork",
+    "NoRouteError",
+    "SimulatedCluster",
+    "UdpRelay",
+]
 
 
 class FakeClock:
