@@ -6,7 +6,9 @@ Every logical call goes through the `PolicyExecutor` (timeout, retries, hedging,
 throttle) with an attempt function that picks the worker *per attempt*. The executor's own
 per-endpoint breaker is switched off: breakers are per worker, in the registry (`begin_call`
 refuses a worker whose breaker is open, `end_call` feeds it), and the executor's retry throttle
-is one bucket for the whole cluster, so a struggling cluster is not flooded with retries.
+is one bucket for the whole cluster, so a struggling cluster is not flooded with retries (a
+failure that only shows one worker unfit, a lost connection or a stall, moves the call on and
+is left to that worker's breaker instead of draining the budget: see `_CallBudget`).
 
 The attempts of one call follow one order of workers: rendezvous order on the call's
 idempotency key (`registry.order_for_key`; a random routing key for a call without one), fresh
@@ -93,7 +95,7 @@ def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOu
 class _Route:
     """Which workers one logical call has used, and where its next attempt goes."""
 
-    __slots__ = ("channel", "excluded", "home", "key", "last", "running", "tried")
+    __slots__ = ("channel", "excluded", "home", "key", "last", "running", "tried", "uncharged")
 
     def __init__(self, channel: ClusterChannel) -> None:
         self.channel = channel
@@ -103,6 +105,8 @@ class _Route:
         self.tried: set[str] = set()
         self.excluded: set[str] = set()
         self.running: set[str] = set()
+        self.uncharged = 0
+        """Failures of unfit workers (connection lost, stalled) not to charge the budget."""
 
     def choose(self, spec: AttemptSpec) -> Worker:
         """Pick a worker for this attempt and count it in flight (`begin_call`)."""
@@ -146,6 +150,34 @@ class _Route:
         self.running.add(worker_id)
         self.last = worker_id
         return moved
+
+
+class _CallBudget:
+    """The cluster-wide `RetryThrottle` as one call's executor sees it.
+
+    A failure that only shows one worker is unfit (its connection failed or it stalled) moves
+    the call to another worker and is left to that worker's breaker; it does not drain the
+    budget, so one crashed worker among many does not stop the failover of the calls it held.
+    Every other retryable failure (sheds and overload included) is charged as usual.
+    """
+
+    __slots__ = ("bucket", "route")
+
+    def __init__(self, bucket: RetryThrottle, route: _Route) -> None:
+        self.bucket = bucket
+        self.route = route
+
+    def allows_retry(self) -> bool:
+        return self.bucket.allows_retry()
+
+    def record_success(self) -> None:
+        self.bucket.record_success()
+
+    def record_failure(self) -> None:
+        if self.route.uncharged > 0:
+            self.route.uncharged -= 1
+        else:
+            self.bucket.record_failure()
 
 
 class ClusterChannel:
@@ -201,14 +233,7 @@ class ClusterChannel:
         self.rng = rng or random.Random()
         self.clock: Clock = clock or AsyncioClock()
         self.counters = PolicyCounters()
-        self.executor = PolicyExecutor(
-            clock=self.clock,
-            rng=self.rng,
-            throttle_for=lambda _endpoint: self.throttle,
-            breaker_for=lambda _endpoint: None,  # breakers are per worker, in the registry
-            counters=self.counters,
-            default_timeout=default_timeout,
-        )
+        self.default_timeout = default_timeout
         make = connect or (lambda address: ClientChannel(address, tls=tls, config=self.config))
         self.pool: ConnectionPool[ClientChannel] = ConnectionPool(
             make, max_connections=max_connections, idle_timeout=idle_timeout
@@ -284,12 +309,26 @@ class ClusterChannel:
             await _close_all(doomed)
         return worker, connection, started
 
+    def _executor(self, route: _Route) -> PolicyExecutor:
+        """An executor for one logical call (cheap: it only holds references)."""
+        budget = _CallBudget(self.throttle, route)
+        return PolicyExecutor(
+            clock=self.clock,
+            rng=self.rng,
+            throttle_for=lambda _endpoint: budget,  # type: ignore[arg-type,return-value]
+            breaker_for=lambda _endpoint: None,  # breakers are per worker, in the registry
+            counters=self.counters,
+            default_timeout=self.default_timeout,
+        )
+
     def _failed(
         self, route: _Route, worker: Worker, connection: ClientChannel, error: RpcError
     ) -> CallOutcome:
         outcome, move = classify_failure(error, connection_alive=connection._live())
         if move:
             route.excluded.add(worker.id)
+            if outcome is CallOutcome.FAILURE:
+                route.uncharged += 1
         return outcome
 
     def _end(
@@ -361,7 +400,7 @@ class ClusterChannel:
 
             return await self._run_attempt(route, spec, send, stall=self.attempt_timeout)
 
-        return await self._counted(self.executor.unary(method, request, options, attempt))
+        return await self._counted(self._executor(route).unary(method, request, options, attempt))
 
     async def stream_unary(
         self,
@@ -383,7 +422,7 @@ class ClusterChannel:
             return await self._run_attempt(route, spec, send, stall=None)
 
         # One attempt: the request stream is consumed as it is sent.
-        return await self._counted(self.executor.single(method, None, options, attempt))
+        return await self._counted(self._executor(route).single(method, None, options, attempt))
 
     def unary_stream(
         self,
@@ -416,7 +455,9 @@ class ClusterChannel:
             return self._stream_attempt(route, spec, method, request, requests)
 
         try:
-            async for item in self.executor.server_stream(method, request, options, attempt):
+            async for item in self._executor(route).server_stream(
+                method, request, options, attempt
+            ):
                 yield item
         except RpcError:
             self.metrics.failed_calls.inc()
