@@ -347,3 +347,35 @@ async def test_server_stream_is_retried_only_before_its_first_response(
                 received.append(reply.body)
         assert info.value.status is Status.UNAVAILABLE and received == ["0"]
         assert rec.count("watch") == 3  # one more execution: no retry after a response
+
+
+async def test_a_handlers_outgoing_call_inherits_its_deadline(
+    gen: ModuleType, certs: DevCerts
+) -> None:
+    async with serving(gen, certs) as (rec, _server, _channel, client):
+        inner_ended: asyncio.Future[float] = asyncio.Future()
+
+        async def stalls(request: Any, ctx: CallContext, n: int) -> Any:
+            await asyncio.Event().wait()
+
+        async def calls_out(request: Any, ctx: CallContext, n: int) -> Any:
+            try:
+                await client.charge(gen.Req())  # no timeout given: the handler's applies
+            finally:
+                inner_ended.set_result(loop_time())
+            return rec.reply(request, ctx)
+
+        rec.scripts["charge"] = stalls
+        rec.scripts["keyed"] = calls_out
+        await client.flaky(gen.Req())  # connect first
+        start = loop_time()
+        with pytest.raises(RpcError) as outer:
+            await client.keyed(gen.Req(id="x"), timeout=0.3)
+        assert outer.value.status is Status.DEADLINE_EXCEEDED
+        ended = await asyncio.wait_for(inner_ended, 2.0)
+        assert ended - start <= 0.3 + 0.05
+        # The inner request carried the outer handler's deadline (Charge has no @timeout).
+        inner_deadline = rec.seen["charge"][0].deadline
+        outer_deadline = rec.seen["keyed"][0].deadline
+        assert inner_deadline is not None and outer_deadline is not None
+        assert inner_deadline <= outer_deadline + 0.005
