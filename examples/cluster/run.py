@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from director import Director, client_tls  # noqa: E402
-from harness import EXAMPLES, WorkerProcess, generate, steady_load  # noqa: E402
+from director import Director, client_tls
+from harness import EXAMPLES, WorkerProcess, generate, steady_load
 
-from rpcnet_runtime.certs import write_dev_certs  # noqa: E402
-from rpcnet_runtime.client import connect  # noqa: E402
+from rpcnet_runtime.certs import write_dev_certs
+from rpcnet_runtime.client import connect
 
 
 async def wait_for(condition: object, timeout: float, what: str) -> None:
@@ -53,7 +53,7 @@ async def main(args: argparse.Namespace) -> int:
                 certs_dir=certs,
                 gen_parent=EXAMPLES,
                 package="gen",
-            )  # fmt: skip
+            )
             for i in range(args.workers)
         ]
         try:
@@ -62,8 +62,10 @@ async def main(args: argparse.Namespace) -> int:
             await wait_for(
                 lambda: len(director.live_workers()) == args.workers, 15, "workers to join"
             )
-            print(f"{args.workers} workers joined; sending {args.rate:.0f} calls/s for "
-                  f"{args.duration:.0f} s, killing one partway")  # fmt: skip
+            print(
+                f"{args.workers} workers joined; sending {args.rate:.0f} calls/s for "
+                f"{args.duration:.0f} s, killing one partway"
+            )
             victim = workers[0]
             killed_at: list[float] = []
 
@@ -97,17 +99,23 @@ async def main(args: argparse.Namespace) -> int:
             print(f"calls: {len(report.records)}, failed: {len(failed)}")
             for record in failed[:5]:
                 print(f"  failed: {record.error}")
-            print(f"latency p50 {report.percentile(0.5) * 1000:.1f} ms, "
-                  f"p99 {report.percentile(0.99) * 1000:.1f} ms; "
-                  f"p99 in the 3 s after the kill "
-                  f"{report.percentile(0.99, kill_time, kill_time + 3) * 1000:.1f} ms")  # fmt: skip
-            print(f"calls completed by {victim.worker_id} after the kill: "
-                  f"{sum(1 for r in after if r.worker == victim.worker_id)} "
-                  f"(last started {max(0.0, last_to_victim - kill_time):.3f} s after it)")  # fmt: skip
-            print(f"director: retries {m.retries.value():.0f}, failovers "
-                  f"{m.failovers.value():.0f}, node failures {m.node_failures.value():.0f}, "
-                  f"breaker openings {sum(v for _, v in m.breaker_openings.series()):.0f}, "
-                  f"healthy nodes now {m.healthy_nodes.value():.0f}")  # fmt: skip
+            print(
+                f"latency p50 {report.percentile(0.5) * 1000:.1f} ms, "
+                f"p99 {report.percentile(0.99) * 1000:.1f} ms; "
+                f"p99 in the 3 s after the kill "
+                f"{report.percentile(0.99, kill_time, kill_time + 3) * 1000:.1f} ms"
+            )
+            print(
+                f"calls completed by {victim.worker_id} after the kill: "
+                f"{sum(1 for r in after if r.worker == victim.worker_id)} "
+                f"(last started {max(0.0, last_to_victim - kill_time):.3f} s after it)"
+            )
+            print(
+                f"director: retries {m.retries.value():.0f}, failovers "
+                f"{m.failovers.value():.0f}, node failures {m.node_failures.value():.0f}, "
+                f"breaker openings {sum(v for _, v in m.breaker_openings.series()):.0f}, "
+                f"healthy nodes now {m.healthy_nodes.value():.0f}"
+            )
             share = ", ".join(f"{w} {s:.0%}" for w, s in report.share().items())
             print(f"load share: {share}")
             print("NO CALL FAILED" if not failed else f"{len(failed)} CALLS FAILED")
@@ -123,8 +131,11 @@ def cli() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=100.0, help="calls per second")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load")
-    parser.add_argument("--strategy", default="least_connections",
-                        choices=["round_robin", "random", "least_connections", "p2c"])  # fmt: skip
+    parser.add_argument(
+        "--strategy",
+        default="least_connections",
+        choices=["round_robin", "random", "least_connections", "p2c"],
+    )
     args = parser.parse_args()
     if args.workers < 2:
         parser.error("--workers must be at least 2 (one is killed)")

@@ -12,7 +12,11 @@ is left to that worker's breaker instead of draining the budget: see `_CallBudge
 
 The attempts of one call follow one order of workers: rendezvous order on the call's
 idempotency key (`registry.order_for_key`; a random routing key for a call without one), fresh
-for each attempt so that health changes count at once. A `_Route` remembers, per call:
+for each attempt so that health changes count at once. When the key names the work (the
+caller's ``idempotency_key=`` or the request's ``@idempotent(key=...)`` field) the first attempt
+goes to the key's rendezvous home, so repeats of the same work meet the same idempotency store;
+otherwise (no key, or a random per-call key) the first attempt goes where the registry's
+strategy (round robin, least connections, p2c, ...) says. A `_Route` remembers, per call:
 
 - *home*: the worker of the first attempt. A retry goes back to it while it is healthy and did
   not prove unfit, so its idempotency store answers instead of running the work twice.
@@ -40,7 +44,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..channel import CallOptions
 from ..client import ClientChannel
@@ -95,10 +99,15 @@ def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOu
 class _Route:
     """Which workers one logical call has used, and where its next attempt goes."""
 
-    __slots__ = ("channel", "excluded", "home", "key", "last", "running", "tried", "uncharged")
+    __slots__ = (
+        "channel", "excluded", "home", "key", "keyed", "last", "running", "tried", "uncharged",
+    )  # fmt: skip
 
-    def __init__(self, channel: ClusterChannel) -> None:
+    def __init__(self, channel: ClusterChannel, *, keyed: bool = False) -> None:
         self.channel = channel
+        self.keyed = keyed
+        """The key names the work (the caller's or the request's): its home is its rendezvous
+        home. Otherwise the first attempt goes where the load-balancing strategy says."""
         self.key: str | None = None
         self.home: str | None = None
         self.last: str | None = None
@@ -113,6 +122,10 @@ class _Route:
         if self.key is None:
             self.key = spec.idempotency_key or f"{self.channel.rng.getrandbits(128):032x}"
         registry = self.channel.registry
+        if not self.keyed and self.home is None and not spec.is_hedge:
+            first = self._balanced()
+            if first is not None:
+                return first
         while True:
             order = registry.order_for_key(
                 self.key, self.channel.tags, exclude=self.excluded | self.running
@@ -126,6 +139,19 @@ class _Route:
             if registry.begin_call(worker.id):
                 return worker
             self.excluded.add(worker.id)  # its breaker refuses calls: move on
+
+    def _balanced(self) -> Worker | None:
+        """The strategy's pick for a first attempt (None: fall back to rendezvous order)."""
+        registry = self.channel.registry
+        for _ in range(8):  # bounded: each refusal excludes one worker
+            try:
+                worker = registry.select_worker(self.channel.tags, exclude=self.excluded)
+            except NoWorkersAvailable:
+                return None
+            if registry.begin_call(worker.id):
+                return worker
+            self.excluded.add(worker.id)
+        return None
 
     def _pick(self, order: list[Worker], *, is_hedge: bool) -> Worker | None:
         if not is_hedge and self.home is not None:
@@ -387,7 +413,7 @@ class ClusterChannel:
         request: RequestT,
         options: CallOptions,
     ) -> ResponseT:
-        route = _Route(self)
+        route = _Route(self, keyed=_keyed(method, request, options))
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
@@ -408,7 +434,7 @@ class ClusterChannel:
         requests: AsyncIterable[RequestT],
         options: CallOptions,
     ) -> ResponseT:
-        route = _Route(self)
+        route = _Route(self, keyed=bool(options.idempotency_key))
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
@@ -449,7 +475,7 @@ class ClusterChannel:
         requests: AsyncIterable[RequestT] | None,
         options: CallOptions,
     ) -> AsyncIterator[ResponseT]:
-        route = _Route(self)
+        route = _Route(self, keyed=_keyed(method, request, options))
 
         def attempt(spec: AttemptSpec) -> AsyncIterator[ResponseT]:
             return self._stream_attempt(route, spec, method, request, requests)
@@ -493,6 +519,14 @@ class ClusterChannel:
             raise
         finally:
             self._end(route, worker, connection, started, outcome)
+
+
+def _keyed(method: MethodDescriptor[Any, Any], request: object, options: CallOptions) -> bool:
+    """True when the call's idempotency key names the work (not a random per-call key)."""
+    if options.idempotency_key:
+        return True
+    field = method.policy.idempotency_key_field
+    return bool(field) and getattr(request, field or "", None) not in (None, "")
 
 
 async def _close_all(connections: list[ClientChannel]) -> None:

@@ -359,3 +359,13 @@ async def test_stalled_attempt_moves_to_another_worker(
     assert sent[0] == "w2" and len(sent) == 2 and sent[1] == outcome.done.worker_id
     assert loop.time() - started < 1.0  # 0.1 s stall + one jittered backoff (<= 50 ms)
     assert cluster.metrics.worker_calls.value(worker="w2", outcome="failure") == 1
+
+
+async def test_calls_without_a_work_key_follow_the_strategy(
+    cluster: Cluster, compute: ModuleType
+) -> None:
+    from rpcnet_runtime.cluster.balancer import create_strategy
+
+    cluster.registry.table.strategy = create_strategy("round_robin")
+    served = [(await cluster.client.run(task(compute, "same-id"))).done.worker_id for _ in range(6)]
+    assert sorted(served) == ["w1", "w1", "w2", "w2", "w3", "w3"]
