@@ -175,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if os.environ.get("RPCNET_NODE_LOG"):
         logging.basicConfig(level=os.environ["RPCNET_NODE_LOG"].upper(), stream=sys.stderr)
+    else:  # aioquic warns about every handshake packet lost to a cut relay
+        logging.getLogger("quic").setLevel(logging.ERROR)
     asyncio.run(_run_node(args))
 
 
