@@ -21,7 +21,7 @@ from .config import ClusterConfig
 from .gossip import GossipSender, GossipService
 from .subscriptions import EventHub, Subscription
 from .swim import SwimCounters, SwimNode
-from .types import Member
+from .types import Member, MemberState
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Membership"]
 
 _EMPTY = contextvars.Context()
+_LIVE = frozenset({MemberState.ALIVE, MemberState.SUSPECT})
 _UNSPECIFIED_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -160,7 +161,7 @@ class Membership:
 
     def live_members(self) -> list[Member]:
         """Members ALIVE or SUSPECT, this node included unless it left."""
-        return [m for m in self._node.members() if m.state.value in ("alive", "suspect")]
+        return [m for m in self._node.members() if m.state in _LIVE]
 
     def member(self, member_id: str) -> Member | None:
         return self._node.member(member_id)
