@@ -121,8 +121,7 @@ async def main(args: argparse.Namespace) -> int:
             print("NO CALL FAILED" if not failed else f"{len(failed)} CALLS FAILED")
             return 0 if not failed else 1
         finally:
-            for worker in workers:
-                await worker.stop()
+            await asyncio.gather(*(worker.stop() for worker in workers))
             await director.stop()
 
 
