@@ -9,9 +9,11 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from rpcnet_runtime import CallContext, CallOptions, Channel, RpcError, Status
 from rpcnet_runtime.certs import DevCerts, write_dev_certs
 from rpcnet_runtime.cluster import (
     ClusterConfig,
@@ -24,6 +26,9 @@ from rpcnet_runtime.cluster import (
     NodeRecovered,
     Subscription,
 )
+from rpcnet_runtime.cluster.gen.gossip import GossipAck, GossipPacket
+from rpcnet_runtime.cluster.gossip import GossipSender
+from rpcnet_runtime.context import _current_call, current_call
 from rpcnet_runtime.server import Server
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
 from rpcnet_runtime.udp_relay import UdpRelay
@@ -294,3 +299,109 @@ async def test_a_node_cut_off_behind_a_relay_is_failed_and_recovers(
         await node.wait_for(
             lambda e: isinstance(e, NodeRecovered) and e.node.id == c.membership.id, 10
         )
+
+
+# -- GossipSender with a fake channel (no network) ---------------------------------------------
+
+
+class FakeChannel:
+    """Answers calls as told: `fail` (an RpcError) or parks them until `release`."""
+
+    def __init__(self, address: str, log: list[FakeChannel]) -> None:
+        self.address = address
+        self.calls: list[tuple[bytes, float | None, object]] = []
+        self.fail: RpcError | None = None
+        self.hold = False
+        self.released = asyncio.Event()
+        self.closed = False
+        log.append(self)
+
+    async def unary_unary(
+        self, method: object, request: GossipPacket, options: CallOptions
+    ) -> GossipAck:
+        self.calls.append((request.data, options.timeout, current_call()))
+        if self.hold:
+            await self.released.wait()
+        if self.fail is not None:
+            raise self.fail
+        return GossipAck()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def fakes(channels: list[FakeChannel], hold: bool = False) -> Callable[[str], Channel]:
+    def factory(address: str) -> Channel:
+        channel = FakeChannel(address, channels)
+        channel.hold = hold
+        return cast(Channel, channel)
+
+    return factory
+
+
+async def test_sender_bounds_in_flight_and_drops_the_excess() -> None:
+    channels: list[FakeChannel] = []
+    factory = fakes(channels, hold=True)
+    sender = GossipSender(
+        factory, sender="me:1", timeout=1.0, max_in_flight_per_peer=2, max_in_flight=3
+    )
+    assert [sender.send("a:1", b"1"), sender.send("a:1", b"2"), sender.send("a:1", b"3")] == [
+        True,
+        True,
+        False,
+    ]
+    assert sender.send("b:1", b"4") and not sender.send("c:1", b"5")  # total bound
+    assert sender.counters.dropped == 2 and sender.in_flight == 3
+    await asyncio.sleep(0)  # let the tasks start their calls
+    assert [len(c.calls) for c in channels] == [2, 1, 0]
+    assert {call[1] for c in channels for call in c.calls} == {1.0}  # each call's deadline
+    for channel in channels:
+        channel.released.set()
+    await sender.drain(timeout=1.0)
+    assert sender.in_flight == 0 and sender.counters.sent == 3
+    await sender.close()
+    assert all(c.closed for c in channels)
+    assert not sender.send("a:1", b"6")
+
+
+async def test_sender_replaces_a_channel_when_gone_or_after_repeated_timeouts() -> None:
+    channels: list[FakeChannel] = []
+    sender = GossipSender(
+        fakes(channels),
+        sender="me:1",
+        timeout=1.0,
+        reconnect_after=3,
+    )
+
+    async def send_and_wait(error: RpcError | None) -> None:
+        sender.send("a:1", b"x")
+        channels[-1].fail = error  # the channel the send went to (created on first use)
+        await sender.drain(timeout=1.0)
+
+    await send_and_wait(RpcError(Status.DEADLINE_EXCEEDED, "slow"))
+    await send_and_wait(RpcError(Status.DEADLINE_EXCEEDED, "slow"))
+    assert len(channels) == 1 and sender.counters.reconnects == 0
+    await send_and_wait(RpcError(Status.DEADLINE_EXCEEDED, "slow"))  # third in a row
+    assert sender.counters.reconnects == 1
+    await send_and_wait(None)  # a new channel
+    assert len(channels) == 2 and sender.counters.sent == 1
+    await send_and_wait(RpcError(Status.UNAVAILABLE, "gone"))  # at once
+    assert sender.counters.reconnects == 2 and sender.counters.failed == 4
+    await send_and_wait(RpcError(Status.INVALID_ARGUMENT, "refused"))  # not a transport failure
+    assert len(channels) == 3 and sender.counters.reconnects == 2
+    await sender.close()
+    assert channels[0].closed and channels[1].closed
+
+
+async def test_sends_from_inside_a_handler_do_not_inherit_its_deadline() -> None:
+    channels: list[FakeChannel] = []
+    sender = GossipSender(fakes(channels), sender="me:1", timeout=1.0)
+    token = _current_call.set(CallContext(method="x.Y/Z", clock=lambda: 0.0, deadline=0.0))
+    try:
+        assert current_call() is not None
+        sender.send("a:1", b"x")
+    finally:
+        _current_call.reset(token)
+    await sender.drain(timeout=1.0)
+    assert channels[0].calls[0][2] is None
+    await sender.close()
