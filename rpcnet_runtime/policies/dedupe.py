@@ -265,9 +265,17 @@ class InMemoryIdempotencyStore(IdempotencyStore):
         """Evict least recently used completed entries until within bounds."""
         if len(self._entries) + extra <= self.max_entries and self._bytes <= self.max_bytes:
             return
-        for key in [k for k, e in self._entries.items() if e.result is not None]:
-            if len(self._entries) + extra <= self.max_entries and self._bytes <= self.max_bytes:
-                return
+        entries = len(self._entries) + extra
+        size = self._bytes
+        victims: list[str] = []
+        for key, entry in self._entries.items():  # least recently used first; stops early
+            if entries <= self.max_entries and size <= self.max_bytes:
+                break
+            if entry.result is not None:
+                victims.append(key)
+                entries -= 1
+                size -= entry.size
+        for key in victims:
             self._drop(key)
 
     def _purge_expired(self, now: float) -> None:

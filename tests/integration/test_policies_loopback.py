@@ -379,3 +379,34 @@ async def test_a_handlers_outgoing_call_inherits_its_deadline(
         outer_deadline = rec.seen["keyed"][0].deadline
         assert inner_deadline is not None and outer_deadline is not None
         assert inner_deadline <= outer_deadline + 0.005
+
+
+async def test_queued_calls_wait_for_a_slot_instead_of_being_shed(
+    gen: ModuleType, certs: DevCerts
+) -> None:
+    async with serving(gen, certs, max_concurrent_calls=1, max_queued_calls=1) as (
+        rec,
+        server,
+        _channel,
+        client,
+    ):
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        async def script(request: Any, ctx: CallContext, n: int) -> Any:
+            if n == 1:
+                started.set()
+                await release.wait()
+            return rec.reply(request, ctx)
+
+        rec.scripts["charge"] = script
+        holder = asyncio.ensure_future(client.charge(gen.Req(body="1")))
+        await started.wait()
+        queued = asyncio.ensure_future(client.charge(gen.Req(body="2")))
+        while server.counters.queued == 0:  # bounded by the test timeout
+            await asyncio.sleep(0.005)
+        assert rec.count("charge") == 1  # the queued call has not run yet
+        release.set()
+        assert (await holder).body == "1" and (await queued).body == "2"
+        assert server.counters.shed == 0 and rec.count("charge") == 2
+        assert server.gate is not None and server.gate.shedder.running == 0
