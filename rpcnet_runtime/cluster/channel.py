@@ -370,6 +370,15 @@ class ClusterChannel:
         self.pool.release(worker.id, connection, now)
         self.registry.end_call(worker.id, now - started, outcome)
 
+    async def _dial(self, connection: ClientChannel, spec: AttemptSpec, started: float) -> float:
+        """Connect first when needed, so that a handshake neither counts in the worker's latency
+        (which would starve it under p2c) nor against the stall timeout. Returns the time the
+        call itself starts."""
+        if connection._live():
+            return started
+        await connection._connection(spec.deadline)
+        return self.clock.now()
+
     async def _run_attempt(
         self,
         route: _Route,
@@ -382,6 +391,7 @@ class ClusterChannel:
         worker, connection, started = await self._begin(route, spec)
         outcome = CallOutcome.CANCELLED
         try:
+            started = await self._dial(connection, spec, started)
             if stall is None or (spec.deadline is not None and spec.deadline <= started + stall):
                 result = await send(connection)
             else:
@@ -501,6 +511,7 @@ class ClusterChannel:
         worker, connection, started = await self._begin(route, spec)
         outcome = CallOutcome.CANCELLED
         try:
+            started = await self._dial(connection, spec, started)
             stream = connection._attempt_stream(
                 method, request, requests, deadline=spec.deadline, metadata=spec.metadata,
                 idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
