@@ -262,7 +262,12 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
         except TimeoutError as exc:
             if timeout is not None and timeout.expired():
                 ctx.mark_cancelled()
-                trailer = Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+                if call.queued:  # it never left the admission queue: no handler ran
+                    trailer = Trailer(
+                        Status.DEADLINE_EXCEEDED, "deadline exceeded in queue", not_processed=True
+                    )
+                else:
+                    trailer = Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded")
             else:
                 trailer = error_trailer(exc, ctx)
         except Exception as exc:
@@ -287,3 +292,4 @@ async def _wait_turn(protocol: ServerProtocol, call: ServerCall) -> None:
     except BaseException:
         call.ticket = 0
         raise
+    call.queued = False

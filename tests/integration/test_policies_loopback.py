@@ -410,3 +410,33 @@ async def test_queued_calls_wait_for_a_slot_instead_of_being_shed(
         assert (await holder).body == "1" and (await queued).body == "2"
         assert server.counters.shed == 0 and rec.count("charge") == 2
         assert server.gate is not None and server.gate.shedder.running == 0
+
+
+async def test_a_call_whose_deadline_passes_in_the_queue_is_not_processed(
+    gen: ModuleType, certs: DevCerts
+) -> None:
+    policy = ChannelPolicy(retries_enabled=False)
+    async with serving(gen, certs, policy, max_concurrent_calls=1, max_queued_calls=1) as (
+        rec,
+        server,
+        _channel,
+        client,
+    ):
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        async def script(request: Any, ctx: CallContext, n: int) -> Any:
+            started.set()
+            await release.wait()
+            return rec.reply(request, ctx)
+
+        rec.scripts["charge"] = script
+        holder = asyncio.ensure_future(client.charge(gen.Req()))
+        await started.wait()
+        with pytest.raises(RpcError) as info:
+            await client.charge(gen.Req(), timeout=0.1)
+        assert info.value.status is Status.DEADLINE_EXCEEDED
+        release.set()
+        await holder
+        assert rec.count("charge") == 1
+        assert server.gate is not None and server.gate.shedder.queued == 0
