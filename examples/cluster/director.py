@@ -77,8 +77,15 @@ class Director:
         config = ClusterConfig.lan(tags={"role": "director"}, tls=client_tls(certs))
         membership = await Membership.join(server, config, node_id="director")
         metrics = ClusterMetrics()
+        # latency_decay 1 s: p2c forgets a one-off slow call quickly (the default, 10 s, suits
+        # long-lived services better than a short demo on a shared machine).
         registry = WorkerRegistry(
-            membership, strategy, phi=membership.phi, metrics=metrics, resync_interval=0.2
+            membership,
+            strategy,
+            phi=membership.phi,
+            metrics=metrics,
+            resync_interval=0.2,
+            latency_decay=1.0,
         )
         channel = ClusterChannel(
             registry,
