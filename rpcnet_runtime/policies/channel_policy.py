@@ -31,7 +31,10 @@ class ChannelPolicy:
     throttle_enabled: bool = True
     throttle_max_tokens: float = 10.0
     throttle_token_ratio: float = 0.1
-    breaker_enabled: bool = True
+    breaker_enabled: bool = False
+    """Off by default: a channel has one server and nowhere else to send a call, and failing
+    fast for seconds after the server came back hurts health checks and failure detectors
+    (SWIM's pings to a healed node). Turn it on where failing fast protects the caller."""
     breaker: BreakerConfig | None = None
     """The endpoint's circuit breaker settings (None: `BreakerConfig()` defaults)."""
 

@@ -20,6 +20,7 @@ import pytest
 from rpcnet_runtime import CallContext, RpcError, Status
 from rpcnet_runtime.certs import DevCerts
 from rpcnet_runtime.client import ChannelPolicy, ClientChannel, connect
+from rpcnet_runtime.policies import BreakerConfig
 from rpcnet_runtime.server import Server
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
 
@@ -440,3 +441,21 @@ async def test_a_call_whose_deadline_passes_in_the_queue_is_not_processed(
         await holder
         assert rec.count("charge") == 1
         assert server.gate is not None and server.gate.shedder.queued == 0
+
+
+async def test_an_enabled_breaker_fails_fast_without_sending(
+    gen: ModuleType, certs: DevCerts
+) -> None:
+    breaker = BreakerConfig(failure_threshold=2, failure_rate=None, open_duration=60.0)
+    policy = ChannelPolicy(breaker_enabled=True, breaker=breaker)
+    async with serving(gen, certs, policy) as (rec, _server, channel, client):
+        rec.scripts["charge"] = unavailable_until(99)
+        for _ in range(2):
+            with pytest.raises(RpcError):
+                await client.charge(gen.Req())
+        with pytest.raises(RpcError) as info:
+            await client.charge(gen.Req())
+        assert info.value.status is Status.UNAVAILABLE and info.value.not_processed
+        assert rec.count("charge") == 2
+        assert channel.counters.breaker_opened == 1
+        assert channel.counters.breaker_rejections >= 1

@@ -71,7 +71,9 @@ async def test_plain_call_runs_inline_without_a_task() -> None:
 
 async def test_inline_attempt_gets_the_deadline_and_records_breaker_failures() -> None:
     clock = VirtualClock()
-    policy = ChannelPolicy(breaker=BreakerConfig(failure_threshold=2, failure_rate=None))
+    policy = ChannelPolicy(
+        breaker_enabled=True, breaker=BreakerConfig(failure_threshold=2, failure_rate=None)
+    )
     executor = policy.executor(clock=clock)
     deadlines: list[float | None] = []
 
