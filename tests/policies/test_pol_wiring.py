@@ -194,3 +194,22 @@ def test_channel_policy_validates() -> None:
         ChannelPolicy(default_timeout=0)
     with pytest.raises(ValueError):
         ChannelPolicy(throttle_max_tokens=0)
+
+
+def test_dedupe_keys_are_scoped_by_method_and_peer_identity() -> None:
+    from rpcnet_runtime.context import CallContext
+    from rpcnet_runtime.dispatch import scoped_key
+
+    def ctx(method: str, identity: str | None) -> CallContext:
+        return CallContext(method=method, clock=lambda: 0.0, peer_identity=identity)
+
+    keys = {
+        scoped_key(ctx("a.S/Put", None), "k"),
+        scoped_key(ctx("a.S/Get", None), "k"),
+        scoped_key(ctx("a.S/Put", "CN=alice"), "k"),
+        scoped_key(ctx("a.S/Put", "CN=bob"), "k"),
+    }
+    assert len(keys) == 4
+    assert scoped_key(ctx("a.S/Put", "CN=alice"), "k") == scoped_key(
+        ctx("a.S/Put", "CN=alice"), "k"
+    )
