@@ -112,7 +112,9 @@ class _StoredOutcome(Exception):
 def scoped_key(ctx: CallContext, key: str) -> str:
     """The store's key: the method and, under mutual TLS, the peer identity scope the caller's
     key, so that two methods or two clients never share an outcome."""
-    return f"{ctx.method}\0{ctx.peer_identity or ''}\0{key}"
+    identity = ctx.peer_identity or ""
+    # Lengths first: no choice of key can make two (method, identity, key) triples collide.
+    return f"{len(ctx.method)}:{ctx.method}{len(identity)}:{identity}{key}"
 
 
 def _encode_outcome(trailer: Trailer, wire: Any) -> bytes:

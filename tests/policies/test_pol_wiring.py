@@ -213,3 +213,15 @@ def test_dedupe_keys_are_scoped_by_method_and_peer_identity() -> None:
     assert scoped_key(ctx("a.S/Put", "CN=alice"), "k") == scoped_key(
         ctx("a.S/Put", "CN=alice"), "k"
     )
+
+
+def test_scoped_keys_cannot_be_forged_with_separators() -> None:
+    from rpcnet_runtime.context import CallContext
+    from rpcnet_runtime.dispatch import scoped_key
+
+    def ctx(identity: str | None) -> CallContext:
+        return CallContext(method="a.S/Put", clock=lambda: 0.0, peer_identity=identity)
+
+    assert scoped_key(ctx("a\0b"), "c") != scoped_key(ctx("a"), "b\0c")
+    assert scoped_key(ctx("ab"), "c") != scoped_key(ctx("a"), "bc")
+    assert scoped_key(ctx(None), "1:xk") != scoped_key(ctx("x"), "k")
