@@ -186,6 +186,12 @@ class Bench:
                 detected.append(event["t"] - t_cut)
             except TimeoutError:
                 missed += 1
+                seen = [
+                    (round(e["t"] - t_cut, 2), e["event"], e.get("node"))
+                    for e in lonely.lines[mark:]
+                    if "event" in e
+                ]
+                print(f"no PartitionDetected on {lonely.name}: {seen}", file=sys.stderr)
             majority_partitions += count_events(others, "PartitionDetected", marks)
             mark = len(lonely.lines)
             t_heal = time.monotonic()

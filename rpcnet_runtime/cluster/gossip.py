@@ -4,11 +4,14 @@
 receives to a callback; `GossipSender` sends packets to peers through a bounded pool of client
 channels, one per peer address. Sends never block the caller: each is a fire-and-forget task,
 bounded in number per peer and in total, and dropped (counted) when over the bound. When a peer's
-connection is gone (UNAVAILABLE), or `reconnect_after` calls in a row failed for a transport
-reason (timed out: e.g. the peer restarted on the same port and the old connection went silent),
-the peer's channel is closed, so the next packet dials a fresh connection. A single timeout does
-not: after this process was paused, every call in flight expires at once, yet the connections
-are fine, and redialling every peer at once would only delay the probes that must now succeed.
+connection is gone (UNAVAILABLE), or a call timed out and either `reconnect_after` calls in a row
+did or no call on the channel succeeded for `stale_after` seconds, the peer's channel is closed,
+so the next packet dials a fresh connection. The last rule matters after a cut link heals: an
+old QUIC connection that lost everything for seconds sits in exponential retransmission backoff
+with a collapsed congestion window, while a new one needs a single round trip. A lone timeout on
+a channel that worked a moment ago does not: after this process was paused, every call in
+flight expires at once, yet the connections are fine, and redialling every peer at once would
+only delay the probes that must now succeed.
 
 Because gossip rides on RPC calls, it is protected by the server's TLS: under mutual TLS a peer
 without a certificate from the cluster's CA can neither send gossip nor receive any.
@@ -78,15 +81,17 @@ class GossipCounters:
 
 
 class _Peer:
-    __slots__ = ("address", "channel", "client", "failures", "in_flight")
+    __slots__ = ("address", "channel", "client", "failures", "in_flight", "last_success")
 
-    def __init__(self, address: str, channel: Channel) -> None:
+    def __init__(self, address: str, channel: Channel, now: float) -> None:
         self.address = address
         self.channel = channel
         self.client = GossipClient(channel)
         self.in_flight = 0
         self.failures = 0
         """Transport failures in a row."""
+        self.last_success = now
+        """When a call last succeeded (or the channel was made)."""
 
 
 class GossipSender:
@@ -100,6 +105,8 @@ class GossipSender:
     :param max_in_flight_per_peer: calls in flight to one peer before packets are dropped.
     :param max_in_flight: calls in flight in total before packets are dropped.
     :param reconnect_after: timed-out calls in a row after which the channel is replaced.
+    :param stale_after: a timeout replaces the channel if no call succeeded for this long
+        (default: twice `timeout`).
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class GossipSender:
         max_in_flight_per_peer: int = 16,
         max_in_flight: int = 512,
         reconnect_after: int = 3,
+        stale_after: float | None = None,
     ) -> None:
         if timeout <= 0 or max_peers < 1 or max_in_flight_per_peer < 1 or max_in_flight < 1:
             raise ValueError("GossipSender bounds must be positive")
@@ -122,6 +130,7 @@ class GossipSender:
         self._max_per_peer = max_in_flight_per_peer
         self._max_in_flight = max_in_flight
         self._reconnect_after = max(1, reconnect_after)
+        self._stale_after = stale_after if stale_after is not None else 2 * timeout
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -180,7 +189,7 @@ class GossipSender:
         if peer is not None:
             self._peers.move_to_end(address)
             return peer
-        peer = _Peer(address, self._factory(address))
+        peer = _Peer(address, self._factory(address), asyncio.get_running_loop().time())
         self._peers[address] = peer
         while len(self._peers) > self._max_peers:
             _, old = self._peers.popitem(last=False)
@@ -194,6 +203,7 @@ class GossipSender:
             )
             self.counters.sent += 1
             peer.failures = 0
+            peer.last_success = asyncio.get_running_loop().time()
         except RpcError as exc:
             self.counters.failed += 1
             log.debug("gossip to %s failed: %s", peer.address, exc)
@@ -201,7 +211,8 @@ class GossipSender:
                 self._replace(peer)
             elif exc.status in _STALLED:
                 peer.failures += 1
-                if peer.failures >= self._reconnect_after:
+                stale = asyncio.get_running_loop().time() - peer.last_success >= self._stale_after
+                if stale or peer.failures >= self._reconnect_after:
                     self._replace(peer)
         except (OSError, ConnectionError) as exc:
             self.counters.failed += 1

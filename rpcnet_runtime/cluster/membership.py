@@ -290,7 +290,9 @@ def _default_factory(config: ClusterConfig) -> Callable[[str], Channel]:
             "ClusterConfig.tls must be a ClientTLS (the CA of the members' certificates, and "
             "this node's certificate under mutual TLS)"
         )
-    connect_timeout = max(0.5, 5 * config.probe_interval)
+    # Short: a dial that times out is replaced by a fresh one (see gossip.py), so after a cut
+    # link heals the next dial starts within this long. A loopback/LAN handshake takes ~10 ms.
+    connect_timeout = max(0.5, 2.5 * config.probe_interval)
     client_config = ClientConfig(connect_timeout=connect_timeout)
 
     def factory(address: str) -> Channel:

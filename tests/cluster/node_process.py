@@ -88,7 +88,7 @@ async def _run_node(args: argparse.Namespace) -> None:
     )
     preset = ClusterConfig.local if args.preset == "local" else ClusterConfig.lan
     config = preset(seeds=args.seeds, tags={"name": args.name}, tls=tls)
-    client_config = ClientConfig(connect_timeout=max(0.5, 5 * config.probe_interval))
+    client_config = ClientConfig(connect_timeout=max(0.5, 2.5 * config.probe_interval))
     cut = False
 
     def channel_factory(address: str) -> Any:

@@ -405,3 +405,15 @@ async def test_sends_from_inside_a_handler_do_not_inherit_its_deadline() -> None
     await sender.drain(timeout=1.0)
     assert channels[0].calls[0][2] is None
     await sender.close()
+
+
+async def test_sender_replaces_a_stale_channel_on_its_first_timeout() -> None:
+    channels: list[FakeChannel] = []
+    # stale_after=0: no call succeeded "recently", so one timeout is enough.
+    sender = GossipSender(fakes(channels), sender="me:1", timeout=1.0, stale_after=0.0)
+    sender.send("a:1", b"x")
+    channels[0].fail = RpcError(Status.DEADLINE_EXCEEDED, "slow")
+    await sender.drain(timeout=1.0)
+    assert sender.counters.reconnects == 1
+    await sender.close()
+    assert channels[0].closed
