@@ -296,6 +296,10 @@ class ClusterMetrics:
             "rpcnet_outlier_ejections_total", "Workers ejected as outliers.", ["worker"]
         )
         self.shed = r.counter("rpcnet_calls_shed_total", "Calls refused by an overloaded worker.")
+        self.panic_routed = r.counter(
+            "rpcnet_calls_panic_routed_total",
+            "Attempts sent to an unfit worker because no worker was fit (panic routing).",
+        )
 
     def observe_event(self, event: ClusterEvent) -> None:
         """Count one membership event."""

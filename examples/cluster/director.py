@@ -66,7 +66,7 @@ class Director:
         certs: Path,
         *,
         strategy: str = "least_connections",
-        attempt_timeout: float | None = 0.25,
+        attempt_timeout: float | None = 0.5,
         port: int = 0,
     ) -> Director:
         tls = ServerTLS(

@@ -132,13 +132,30 @@ class _Route:
             )
             worker = self._pick(order, is_hedge=spec.is_hedge)
             if worker is None:
-                raise NoWorkersAvailable(
-                    self.channel.tags, self.excluded | self.running,
-                    f"every fit worker was tried by this call ({len(self.tried)} tried)",
-                )  # fmt: skip
+                return self._panic(spec)
             if registry.begin_call(worker.id):
                 return worker
             self.excluded.add(worker.id)  # its breaker refuses calls: move on
+
+    def _panic(self, spec: AttemptSpec) -> Worker:
+        """No fit worker is left for this call: if *none* of the cluster's workers is fit
+        (breakers open, phi high: often the caller's own judgement under a CPU stall), try
+        an untried one that membership still calls alive rather than fail every call (as
+        Envoy's panic threshold). Otherwise raise `NoWorkersAvailable`."""
+        registry = self.channel.registry
+        busy = self.excluded | self.running
+        assert self.key is not None
+        if not registry.order_for_key(self.key, self.channel.tags):
+            for worker in registry.order_for_key(
+                self.key, self.channel.tags, exclude=busy | self.tried, panic=True
+            ):
+                if registry.begin_call(worker.id, force=True):
+                    self.channel.metrics.panic_routed.inc()
+                    return worker
+        raise NoWorkersAvailable(
+            self.channel.tags, busy,
+            f"every fit worker was tried by this call ({len(self.tried)} tried)",
+        )  # fmt: skip
 
     def _balanced(self) -> Worker | None:
         """The strategy's pick for a first attempt (None: fall back to rendezvous order)."""

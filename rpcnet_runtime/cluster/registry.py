@@ -237,14 +237,15 @@ class WorkerTable:
 
     # -- call accounting -------------------------------------------------------------------------
 
-    def begin_call(self, worker_id: str, now: float) -> bool:
+    def begin_call(self, worker_id: str, now: float, *, force: bool = False) -> bool:
         """A call is about to go to `worker_id`: True (and counted in flight) if it may go;
         False for an unknown, failed or departed worker, or one whose breaker refuses it (open,
-        or its half-open trial slots taken): try the next worker."""
+        or its half-open trial slots taken): try the next worker. `force` skips the breaker
+        (panic routing, when no worker is fit: membership still has to say it is routable)."""
         entry = self._entries.get(worker_id)
         if entry is None or entry.member.state not in _ROUTABLE:
             return False
-        if not entry.breaker.allow(now):
+        if not force and not entry.breaker.allow(now):
             return False
         entry.in_flight += 1
         if self.metrics is not None:
@@ -322,11 +323,18 @@ class WorkerTable:
         *,
         exclude: Iterable[str] = (),
         now: float,
+        panic: bool = False,
     ) -> list[Worker]:
-        """Healthy workers in rendezvous order for `key`, then degraded ones; failed left out."""
+        """Healthy workers in rendezvous order for `key`, then degraded ones; failed left out.
+
+        With `panic`, every worker membership calls alive or suspect, whatever its health,
+        in rendezvous order (for when no worker is fit: better to try than to fail them all).
+        """
         excluded = frozenset(exclude)
         candidates = self._routable(tags, excluded, now)
         candidates.sort(key=lambda w: (-rendezvous_score(key, w.id), w.id))
+        if panic:
+            return candidates
         return [w for w in candidates if w.is_healthy] + [w for w in candidates if w.is_degraded]
 
     def health_counts(self, now: float) -> dict[HealthState, int]:
@@ -554,15 +562,22 @@ class WorkerRegistry:
         return self.table.snapshot(worker_id, self._refresh())
 
     def order_for_key(
-        self, key: str, tags: Mapping[str, str] | None = None, *, exclude: Iterable[str] = ()
+        self,
+        key: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        panic: bool = False,
     ) -> list[Worker]:
-        """The workers one logical call with idempotency key `key` tries, in order."""
+        """The workers one logical call with idempotency key `key` tries, in order (see
+        `WorkerTable.order_for_key` for `panic`)."""
         now = self._refresh()
-        return self.table.order_for_key(key, tags, exclude=exclude, now=now)
+        return self.table.order_for_key(key, tags, exclude=exclude, now=now, panic=panic)
 
-    def begin_call(self, worker_id: str) -> bool:
-        """Count a call in flight to `worker_id`; False if its breaker refuses it."""
-        return self.table.begin_call(worker_id, self._now())
+    def begin_call(self, worker_id: str, *, force: bool = False) -> bool:
+        """Count a call in flight to `worker_id`; False if its breaker refuses it (unless
+        `force`: panic routing) or membership says it is gone."""
+        return self.table.begin_call(worker_id, self._now(), force=force)
 
     def end_call(self, worker_id: str, latency: float, outcome: CallOutcome | str) -> None:
         """End a call counted by `begin_call`: ``"success"``, ``"failure"``, ``"shed"`` or

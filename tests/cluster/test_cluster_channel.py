@@ -369,3 +369,17 @@ async def test_calls_without_a_work_key_follow_the_strategy(
     cluster.registry.table.strategy = create_strategy("round_robin")
     served = [(await cluster.client.run(task(compute, "same-id"))).done.worker_id for _ in range(6)]
     assert sorted(served) == ["w1", "w1", "w2", "w2", "w3", "w3"]
+
+
+async def test_panic_routing_when_no_worker_is_fit(cluster: Cluster, compute: ModuleType) -> None:
+    import time
+
+    for worker_id in cluster.servers:
+        breaker = cluster.registry.breaker(worker_id)
+        assert breaker is not None
+        for _ in range(3):
+            breaker.record_failure(time.monotonic())
+    assert all(w.breaker is BreakerState.OPEN for w in cluster.registry.workers())
+    outcome = await cluster.client.process(task(compute, "panic"))
+    assert outcome.done.worker_id == cluster.registry.order_for_key("panic", panic=True)[0].id
+    assert cluster.metrics.panic_routed.value() == 1

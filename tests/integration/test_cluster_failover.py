@@ -69,7 +69,7 @@ async def start(
     certs = tmp_path / "certs"
     write_dev_certs(certs)
     director = await director_module.Director.start(compute, certs, strategy=strategy)
-    gen_parent = Path(compute.__file__).parent.parent
+    gen_parent = Path(str(compute.__file__)).parent.parent
     workers = await asyncio.gather(
         *(
             harness.WorkerProcess.spawn(
@@ -121,6 +121,15 @@ async def test_sigkill_under_load_fails_no_call(
 
     watcher = asyncio.ensure_future(watch())
     victim = s.workers[0]
+    lags: list[tuple[float, float]] = []
+
+    async def lag() -> None:
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append((t, loop.time() - t - 0.01))
+
+    lagger = asyncio.ensure_future(lag())
 
     async def call(i: int) -> str:
         outcome = await s.director.workers.process(s.compute.Task(id=f"kill-{i}"))
@@ -136,7 +145,10 @@ async def test_sigkill_under_load_fails_no_call(
     killed = await killer
     watcher.cancel()
     events.close()
-    assert [r.error for r in report.failed] == []
+    lagger.cancel()
+    worst = max(lags, key=lambda x: x[1])
+    assert [(round(r.started - killed, 2), r.error) for r in report.failed] == [], (
+        round(worst[0] - killed, 2), round(worst[1], 3), failed_at, killed)
     assert len(report.records) == 420
     assert victim.worker_id in failed_at, "the director never learned of the failure"
     learned = failed_at[victim.worker_id]
