@@ -26,12 +26,14 @@ from .status import Status
 if TYPE_CHECKING:
     from .client import ClientChannel, connect
     from .config import ClientConfig, ServerConfig
+    from .policies.channel_policy import ChannelPolicy
     from .server import Server
     from .tls import ClientTLS, ServerTLS
 
 _LAZY = {
     "ClientChannel": ".client",
     "connect": ".client",
+    "ChannelPolicy": ".policies.channel_policy",
     "ClientConfig": ".config",
     "ServerConfig": ".config",
     "Server": ".server",
@@ -53,6 +55,7 @@ __all__ = [
     "CallContext",
     "CallOptions",
     "Channel",
+    "ChannelPolicy",
     "ClientChannel",
     "ClientConfig",
     "ClientTLS",
