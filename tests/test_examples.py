@@ -29,6 +29,7 @@ def test_quickstart_runs_every_call_kind_over_quic() -> None:
     lines = run.stdout.splitlines()
     assert lines[-1] == "quickstart done"
     assert any("process(t1) -> done: b'6'" in line for line in lines)
+    assert any("the handler ran 1 time(s)" in line for line in lines)
     assert any("Overloaded(reason='queue full', queue_depth=64)" in line for line in lines)
     assert any("['QUEUED', 'RUNNING', 'SUCCEEDED']" in line for line in lines)
     assert any("8192 bytes" in line for line in lines)

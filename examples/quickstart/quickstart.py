@@ -108,7 +108,7 @@ async def main() -> None:
                 again = await client.process(Task(id="t1", kind="sum", payload=b"\x01\x02\x03"))
                 print(
                     f"unary       process(t1) again -> {again.which()}; the handler ran "
-                    f"{worker.executions} time(s) for idempotency key t1"
+                    f"{worker.executions} time(s): the server deduplicated idempotency key t1"
                 )
 
                 try:
