@@ -61,12 +61,11 @@ from ..tls import ClientTLS
 from .health import CallOutcome
 from .pool import ConnectionPool
 from .registry import NoWorkersAvailable, Worker, WorkerRegistry
-from .types import MemberState
+from .worker_table import ROUTABLE
 
 __all__ = ["ClusterChannel", "WorkerStalled", "classify_failure"]
 
 T = TypeVar("T")
-_ROUTABLE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
 class WorkerStalled(RpcError):
@@ -321,7 +320,7 @@ class ClusterChannel:
 
     async def sweep(self) -> None:
         """Close connections to workers that left or failed, and idle ones."""
-        alive = {w.id for w in self.registry.workers(self.tags) if w.state in _ROUTABLE}
+        alive = {w.id for w in self.registry.workers(self.tags) if w.state in ROUTABLE}
         doomed = self.pool.retain(alive) + self.pool.expire(self.clock.now())
         await _close_all(doomed)
 
