@@ -67,6 +67,11 @@ async def main(args: argparse.Namespace) -> int:
                 f"{args.duration:.0f} s, killing one partway"
             )
             victim = workers[0]
+            attempts: list[tuple[float, str]] = []
+            loop = asyncio.get_running_loop()
+            director.channel.on_attempt = lambda worker_id, spec: attempts.append(
+                (loop.time(), worker_id)
+            )
             killed_at: list[float] = []
 
             async def kill_later() -> None:
@@ -89,11 +94,7 @@ async def main(args: argparse.Namespace) -> int:
                 await killer
             failed = report.failed
             kill_time = killed_at[0]
-            after = [r for r in report.records if r.started >= kill_time]
-            last_to_victim = max(
-                (r.started for r in report.records if r.worker == victim.worker_id),
-                default=kill_time,
-            )
+            late = [t for t, w in attempts if w == victim.worker_id and t >= kill_time]
             m = director.metrics
             print()
             print(f"calls: {len(report.records)}, failed: {len(failed)}")
@@ -106,9 +107,9 @@ async def main(args: argparse.Namespace) -> int:
                 f"{report.percentile(0.99, kill_time, kill_time + 3) * 1000:.1f} ms"
             )
             print(
-                f"calls completed by {victim.worker_id} after the kill: "
-                f"{sum(1 for r in after if r.worker == victim.worker_id)} "
-                f"(last started {max(0.0, last_to_victim - kill_time):.3f} s after it)"
+                f"attempts the director sent to {victim.worker_id} after the kill: {len(late)}"
+                f" (the last {max(late, default=kill_time) - kill_time:.3f} s after it; each"
+                " moved on to another worker)"
             )
             print(
                 f"director: retries {m.retries.value():.0f}, failovers "
