@@ -8,7 +8,7 @@ per-endpoint breaker is switched off: breakers are per worker, in the registry (
 refuses a worker whose breaker is open, `end_call` feeds it), and the executor's retry throttle
 is one bucket for the whole cluster, so a struggling cluster is not flooded with retries (a
 failure that only shows one worker unfit, a lost connection or a stall, moves the call on and
-is left to that worker's breaker instead of draining the budget: see `_CallBudget`).
+is left to that worker's breaker instead of draining the budget: see `routing.CallBudget`).
 
 The attempts of one call follow one order of workers: rendezvous order on the call's
 idempotency key (`registry.order_for_key`; a random routing key for a call without one), fresh
@@ -16,7 +16,7 @@ for each attempt so that health changes count at once. When the key names the wo
 caller's ``idempotency_key=`` or the request's ``@idempotent(key=...)`` field) the first attempt
 goes to the key's rendezvous home, so repeats of the same work meet the same idempotency store;
 otherwise (no key, or a random per-call key) the first attempt goes where the registry's
-strategy (round robin, least connections, p2c, ...) says. A `_Route` remembers, per call:
+strategy (round robin, least connections, p2c, ...) says. A `routing.Route` remembers, per call:
 
 - *home*: the worker of the first attempt. A retry goes back to it while it is healthy and did
   not prove unfit, so its idempotency store answers instead of running the work twice.
@@ -44,182 +44,29 @@ import contextlib
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..channel import CallOptions
 from ..client import ClientChannel
 from ..clock import AsyncioClock, Clock
 from ..config import ClientConfig
 from ..descriptors import MethodDescriptor, RequestT, ResponseT
-from ..errors import RpcError, SchemaError
+from ..errors import RpcError
 from ..metrics import ClusterMetrics
 from ..policies.counters import PolicyCounters
-from ..policies.executor import BREAKER_FAILURES, AttemptSpec, PolicyExecutor
+from ..policies.executor import AttemptSpec, PolicyExecutor
 from ..policies.throttle import RetryThrottle
 from ..status import Status
 from ..tls import ClientTLS
 from .health import CallOutcome
 from .pool import ConnectionPool
-from .registry import NoWorkersAvailable, Worker, WorkerRegistry
+from .registry import Worker, WorkerRegistry
+from .routing import CallBudget, Route, WorkerStalled, classify_failure, work_keyed
 from .worker_table import ROUTABLE
 
 __all__ = ["ClusterChannel", "WorkerStalled", "classify_failure"]
 
 T = TypeVar("T")
-
-
-class WorkerStalled(RpcError):
-    """A unary attempt got no answer within the channel's `attempt_timeout` (UNAVAILABLE)."""
-
-    def __init__(self, worker_id: str, seconds: float) -> None:
-        self.worker_id = worker_id
-        super().__init__(
-            Status.UNAVAILABLE, f"no answer from worker {worker_id} within {seconds} s"
-        )
-
-
-def classify_failure(error: RpcError, *, connection_alive: bool) -> tuple[CallOutcome, bool]:
-    """The registry outcome of a failed attempt, and whether the call must move elsewhere."""
-    if error.status is Status.RESOURCE_EXHAUSTED and (
-        error.not_processed or isinstance(error, SchemaError)
-    ):
-        return CallOutcome.SHED, True  # busy, not broken: skip it without counting a failure
-    if not connection_alive:
-        return CallOutcome.FAILURE, True  # could not connect, or the connection died
-    if error.not_processed:
-        return CallOutcome.SHED, True  # draining, or refused before dispatch
-    if error.status is Status.DEADLINE_EXCEEDED or isinstance(error, WorkerStalled):
-        return CallOutcome.FAILURE, True  # slow or stuck: the next attempt goes elsewhere
-    if error.status in BREAKER_FAILURES and not isinstance(error, SchemaError):
-        return CallOutcome.FAILURE, False
-    return CallOutcome.SUCCESS, False  # an answer from a working worker
-
-
-class _Route:
-    """Which workers one logical call has used, and where its next attempt goes."""
-
-    __slots__ = (
-        "channel", "excluded", "home", "key", "keyed", "last", "running", "tried", "uncharged",
-    )  # fmt: skip
-
-    def __init__(self, channel: ClusterChannel, *, keyed: bool = False) -> None:
-        self.channel = channel
-        self.keyed = keyed
-        """The key names the work (the caller's or the request's): its home is its rendezvous
-        home. Otherwise the first attempt goes where the load-balancing strategy says."""
-        self.key: str | None = None
-        self.home: str | None = None
-        self.last: str | None = None
-        self.tried: set[str] = set()
-        self.excluded: set[str] = set()
-        self.running: set[str] = set()
-        self.uncharged = 0
-        """Failures of unfit workers (connection lost, stalled) not to charge the budget."""
-
-    def choose(self, spec: AttemptSpec) -> Worker:
-        """Pick a worker for this attempt and count it in flight (`begin_call`)."""
-        if self.key is None:
-            self.key = spec.idempotency_key or f"{self.channel.rng.getrandbits(128):032x}"
-        registry = self.channel.registry
-        if not self.keyed and self.home is None and not spec.is_hedge:
-            first = self._balanced()
-            if first is not None:
-                return first
-        while True:
-            order = registry.order_for_key(
-                self.key, self.channel.tags, exclude=self.excluded | self.running
-            )
-            worker = self._pick(order, is_hedge=spec.is_hedge)
-            if worker is None:
-                return self._panic(spec)
-            if registry.begin_call(worker.id):
-                return worker
-            self.excluded.add(worker.id)  # its breaker refuses calls: move on
-
-    def _panic(self, spec: AttemptSpec) -> Worker:
-        """No fit worker is left for this call: if *none* of the cluster's workers is fit
-        (breakers open, phi high: often the caller's own judgement under a CPU stall), try
-        an untried one that membership still calls alive rather than fail every call (as
-        Envoy's panic threshold). Otherwise raise `NoWorkersAvailable`."""
-        registry = self.channel.registry
-        busy = self.excluded | self.running
-        assert self.key is not None
-        if not registry.order_for_key(self.key, self.channel.tags):
-            for worker in registry.order_for_key(
-                self.key, self.channel.tags, exclude=busy | self.tried, panic=True
-            ):
-                if registry.begin_call(worker.id, force=True):
-                    self.channel.metrics.panic_routed.inc()
-                    return worker
-        raise NoWorkersAvailable(
-            self.channel.tags, busy,
-            f"every fit worker was tried by this call ({len(self.tried)} tried)",
-        )  # fmt: skip
-
-    def _balanced(self) -> Worker | None:
-        """The strategy's pick for a first attempt (None: fall back to rendezvous order)."""
-        registry = self.channel.registry
-        for _ in range(8):  # bounded: each refusal excludes one worker
-            try:
-                worker = registry.select_worker(self.channel.tags, exclude=self.excluded)
-            except NoWorkersAvailable:
-                return None
-            if registry.begin_call(worker.id):
-                return worker
-            self.excluded.add(worker.id)
-        return None
-
-    def _pick(self, order: list[Worker], *, is_hedge: bool) -> Worker | None:
-        if not is_hedge and self.home is not None:
-            for worker in order:
-                if worker.id == self.home and worker.is_healthy:
-                    return worker  # a retry goes home, where the dedupe store answers
-        for worker in order:
-            if worker.id not in self.tried:
-                return worker
-        if not is_hedge and self.home is not None:
-            for worker in order:
-                if worker.id == self.home:
-                    return worker  # nothing untried is left: home, even degraded
-        return None
-
-    def started(self, worker_id: str) -> bool:
-        """Record an attempt on `worker_id`; True if it is a failover (moved from another)."""
-        moved = self.last is not None and self.last != worker_id
-        if self.home is None:
-            self.home = worker_id
-        self.tried.add(worker_id)
-        self.running.add(worker_id)
-        self.last = worker_id
-        return moved
-
-
-class _CallBudget:
-    """The cluster-wide `RetryThrottle` as one call's executor sees it.
-
-    A failure that only shows one worker is unfit (its connection failed or it stalled) moves
-    the call to another worker and is left to that worker's breaker; it does not drain the
-    budget, so one crashed worker among many does not stop the failover of the calls it held.
-    Every other retryable failure (sheds and overload included) is charged as usual.
-    """
-
-    __slots__ = ("bucket", "route")
-
-    def __init__(self, bucket: RetryThrottle, route: _Route) -> None:
-        self.bucket = bucket
-        self.route = route
-
-    def allows_retry(self) -> bool:
-        return self.bucket.allows_retry()
-
-    def record_success(self) -> None:
-        self.bucket.record_success()
-
-    def record_failure(self) -> None:
-        if self.route.uncharged > 0:
-            self.route.uncharged -= 1
-        else:
-            self.bucket.record_failure()
 
 
 class ClusterChannel:
@@ -326,7 +173,7 @@ class ClusterChannel:
 
     # -- one attempt -----------------------------------------------------------------------------
 
-    async def _begin(self, route: _Route, spec: AttemptSpec) -> tuple[Worker, ClientChannel, float]:
+    async def _begin(self, route: Route, spec: AttemptSpec) -> tuple[Worker, ClientChannel, float]:
         """Pick the attempt's worker, count it in flight and get its connection."""
         if self._closed:
             raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
@@ -351,9 +198,9 @@ class ClusterChannel:
             await _close_all(doomed)
         return worker, connection, started
 
-    def _executor(self, route: _Route) -> PolicyExecutor:
+    def _executor(self, route: Route) -> PolicyExecutor:
         """An executor for one logical call (cheap: it only holds references)."""
-        budget = _CallBudget(self.throttle, route)
+        budget = CallBudget(self.throttle, route)
         return PolicyExecutor(
             clock=self.clock,
             rng=self.rng,
@@ -364,7 +211,7 @@ class ClusterChannel:
         )
 
     def _failed(
-        self, route: _Route, worker: Worker, connection: ClientChannel, error: RpcError
+        self, route: Route, worker: Worker, connection: ClientChannel, error: RpcError
     ) -> CallOutcome:
         outcome, move = classify_failure(error, connection_alive=connection._live())
         if move:
@@ -375,7 +222,7 @@ class ClusterChannel:
 
     def _end(
         self,
-        route: _Route,
+        route: Route,
         worker: Worker,
         connection: ClientChannel,
         started: float,
@@ -397,7 +244,7 @@ class ClusterChannel:
 
     async def _run_attempt(
         self,
-        route: _Route,
+        route: Route,
         spec: AttemptSpec,
         send: Callable[[ClientChannel], Awaitable[T]],
         *,
@@ -439,7 +286,7 @@ class ClusterChannel:
         request: RequestT,
         options: CallOptions,
     ) -> ResponseT:
-        route = _Route(self, keyed=_keyed(method, request, options))
+        route = Route(self, keyed=work_keyed(method, request, options))
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
@@ -460,7 +307,7 @@ class ClusterChannel:
         requests: AsyncIterable[RequestT],
         options: CallOptions,
     ) -> ResponseT:
-        route = _Route(self, keyed=bool(options.idempotency_key))
+        route = Route(self, keyed=bool(options.idempotency_key))
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
@@ -501,7 +348,7 @@ class ClusterChannel:
         requests: AsyncIterable[RequestT] | None,
         options: CallOptions,
     ) -> AsyncIterator[ResponseT]:
-        route = _Route(self, keyed=_keyed(method, request, options))
+        route = Route(self, keyed=work_keyed(method, request, options))
 
         def attempt(spec: AttemptSpec) -> AsyncIterator[ResponseT]:
             return self._stream_attempt(route, spec, method, request, requests)
@@ -517,7 +364,7 @@ class ClusterChannel:
 
     async def _stream_attempt(
         self,
-        route: _Route,
+        route: Route,
         spec: AttemptSpec,
         method: MethodDescriptor[RequestT, ResponseT],
         request: RequestT | None,
@@ -546,14 +393,6 @@ class ClusterChannel:
             raise
         finally:
             self._end(route, worker, connection, started, outcome)
-
-
-def _keyed(method: MethodDescriptor[Any, Any], request: object, options: CallOptions) -> bool:
-    """True when the call's idempotency key names the work (not a random per-call key)."""
-    if options.idempotency_key:
-        return True
-    field = method.policy.idempotency_key_field
-    return bool(field) and getattr(request, field or "", None) not in (None, "")
 
 
 async def _close_all(connections: list[ClientChannel]) -> None:
