@@ -19,10 +19,10 @@ class CallContext:
     __slots__ = (
         "_cancelled",
         "_clock",
+        "attempt",
         "deadline",
         "idempotency_key",
         "is_hedge",
-        "attempt",
         "metadata",
         "method",
         "peer",
