@@ -155,6 +155,15 @@ class Bench:
         await asyncio.sleep(seconds)
         for node in self.nodes:
             node.command("loss", drop=0.0)
+        t0 = time.monotonic() - seconds
+        for node, mark in zip(self.nodes, marks, strict=True):
+            for line in node.lines[mark:]:
+                if line.get("event") in ("NodeFailed", "NodeRecovered", "PartitionDetected"):
+                    when = round(line["t"] - t0, 2)
+                    print(
+                        f"  loss: {node.name} {when} {line['event']} {line.get('node')}",
+                        file=sys.stderr,
+                    )
         result = {
             "seconds": seconds,
             "loss": loss,
