@@ -5,9 +5,9 @@ node with ``rpcnet cluster status --seed HOST:PORT`` (or `fetch_status`). The an
 members the node knows, with address, tags, state and phi, plus calls in flight, breaker state
 and health for the workers of a node that routes calls (one with a `WorkerRegistry`).
 
-The generated module lives in ``_admin_gen/``; regenerate it after changing the schema with
-``rpcnet-gen rpcnet_runtime/cluster/admin.rpc -o rpcnet_runtime/cluster/_admin_gen`` (a test
-runs the same command with ``--check``).
+The generated module lives in ``gen/`` beside gossip's; after changing either schema run
+``rpcnet-gen rpcnet_runtime/cluster/gossip.rpc rpcnet_runtime/cluster/admin.rpc
+-o rpcnet_runtime/cluster/gen`` (a test runs the same command with ``--check``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..context import CallContext
 from ..tls import ClientTLS
-from ._admin_gen.admin import (
+from .gen.admin import (
     ClusterAdminBase,
     ClusterAdminClient,
     ClusterStatus,

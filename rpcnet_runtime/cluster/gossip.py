@@ -17,7 +17,8 @@ Because gossip rides on RPC calls, it is protected by the server's TLS: under mu
 without a certificate from the cluster's CA can neither send gossip nor receive any.
 
 The service's code is generated and checked in; after changing the schema run
-``rpcnet-gen rpcnet_runtime/cluster/gossip.rpc -o rpcnet_runtime/cluster/gen``.
+``rpcnet-gen rpcnet_runtime/cluster/gossip.rpc rpcnet_runtime/cluster/admin.rpc
+-o rpcnet_runtime/cluster/gen`` (both schemas generate into the one folder).
 """
 
 from __future__ import annotations

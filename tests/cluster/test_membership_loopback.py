@@ -227,13 +227,14 @@ async def test_join_needs_client_tls(certs: DevCerts, stack: AsyncExitStack) -> 
         await Membership.join(server, ClusterConfig.local())
 
 
-def test_generated_gossip_module_is_up_to_date() -> None:
+def test_generated_cluster_modules_are_up_to_date() -> None:
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "rpcnet_idl.cli",
             "rpcnet_runtime/cluster/gossip.rpc",
+            "rpcnet_runtime/cluster/admin.rpc",
             "-o",
             "rpcnet_runtime/cluster/gen",
             "--check",
