@@ -270,9 +270,9 @@ class ClusterMetrics:
             "rpcnet_cluster_partition_active", "1 while this node sees a partition."
         )
         self.nodes = r.gauge(
-            "rpcnet_cluster_nodes", "Workers known to the registry, by health.", ["health"]
+            "rpcnet_cluster_nodes", "Members known to the registry, by health.", ["health"]
         )
-        self.healthy_nodes = r.gauge("rpcnet_cluster_healthy_nodes", "Healthy workers.")
+        self.healthy_nodes = r.gauge("rpcnet_cluster_healthy_nodes", "Healthy members.")
         self.calls_in_flight = r.gauge(
             "rpcnet_cluster_calls_in_flight", "Calls in flight per worker.", ["worker"]
         )

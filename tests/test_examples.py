@@ -34,3 +34,18 @@ def test_quickstart_runs_every_call_kind_over_quic() -> None:
     assert any("['QUEUED', 'RUNNING', 'SUCCEEDED']" in line for line in lines)
     assert any("8192 bytes" in line for line in lines)
     assert any("['stream-0', 'stream-1', 'stream-2']" in line for line in lines)
+
+
+def test_cluster_example_loses_no_call_when_a_worker_is_killed() -> None:
+    run = subprocess.run(
+        [sys.executable, "examples/cluster/run.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert any(line.startswith("  SIGKILLed worker") for line in lines)
+    assert "calls: 800, failed: 0" in lines
+    assert lines[-1] == "NO CALL FAILED"

@@ -115,7 +115,8 @@ async def main(args: argparse.Namespace) -> int:
                 f"director: retries {m.retries.value():.0f}, failovers "
                 f"{m.failovers.value():.0f}, node failures {m.node_failures.value():.0f}, "
                 f"breaker openings {sum(v for _, v in m.breaker_openings.series()):.0f}, "
-                f"healthy nodes now {m.healthy_nodes.value():.0f}"
+                f"nodes now healthy {m.nodes.value(health='healthy'):.0f} "
+                f"(director and workers), failed {m.nodes.value(health='failed'):.0f}"
             )
             share = ", ".join(f"{w} {s:.0%}" for w, s in report.share().items())
             print(f"load share: {share}")
