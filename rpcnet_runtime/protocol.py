@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import sys
 from collections import deque
 from typing import Any
 
@@ -37,9 +38,13 @@ __all__ = [
     "RpcProtocol",
     "TooManyMessages",
     "decode_message",
+    "enable_icmp_errors",
     "is_loopback",
     "tune_socket",
 ]
+
+_IP_RECVERR = 11  # Linux <netinet/in.h>; the socket module does not name it
+_IPV6_RECVERR = 25
 
 
 def decode_message(message_type: Any, payload: bytes, what: str, status: Status) -> Any:
@@ -76,6 +81,39 @@ def tune_socket(transport: asyncio.BaseTransport | None, buffer_size: int | None
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, buffer_size)
+
+
+def enable_icmp_errors(transport: asyncio.BaseTransport | None) -> bool:
+    """Linux: have ICMP errors (port unreachable) reported on this unconnected UDP socket, so
+    that `error_received` sees ``ConnectionRefusedError`` from a peer whose port is closed.
+
+    Returns False where this is not available (other systems: the idle timeout still applies).
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sys.platform != "linux" or sock is None:
+        return False
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    except OSError:
+        return False
+    return True
+
+
+def drain_icmp_errors(transport: asyncio.BaseTransport | None, limit: int = 16) -> None:
+    """Empty (at most `limit` entries of) the socket's error queue, which `enable_icmp_errors`
+    fills and which would otherwise take receive buffer space."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    flag = getattr(socket, "MSG_ERRQUEUE", 0)
+    if sock is None or not flag:
+        return
+    for _ in range(limit):
+        try:
+            sock.recvmsg(1, 1024, flag | socket.MSG_DONTWAIT)
+        except OSError:
+            return
 
 
 class TooManyMessages(Exception):
@@ -252,11 +290,22 @@ class RpcProtocol(QuicConnectionProtocol):
         if self.core.consume(stream_id, size):
             self.transmit_soon()
 
+    def sending_stopped(self, stream_id: int) -> bool:
+        """True when the peer asked us to stop sending on this stream (STOP_SENDING) and
+        aioquic reset our direction, whether or not the core knew the call then: a
+        STOP_SENDING can arrive in the same packet as, and before, the request it stops."""
+        stream = self._quic._streams.get(stream_id)
+        # aioquic names no public flag for "our direction was reset"; this one stays set.
+        return stream is not None and stream.sender._reset_error_code is not None
+
     async def send_message(self, stream_id: int, message: Any, *, end_stream: bool = False) -> bool:
         """Send a message; waits while too much of this call is unacknowledged.
 
         Returns False when the call can no longer send (reset, finished, connection gone).
         """
+        if self.sending_stopped(stream_id):
+            self.core.cancel(stream_id)
+            return False
         if not self.core.send_message(stream_id, message, end_stream=end_stream):
             return False
         self.transmit_soon()

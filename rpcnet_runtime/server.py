@@ -62,6 +62,11 @@ class ServerProtocol(RpcProtocol):
             if call is not None:
                 call.inbox.push(event.payload, event.size)
         elif isinstance(event, RequestReceived):
+            if self.sending_stopped(event.stream_id):
+                # The caller gave up before its request arrived (its STOP_SENDING came first,
+                # so no reset was reported for the call): run nothing, answer nothing.
+                self.core.cancel(event.stream_id)
+                return
             self.server._dispatch(self, event.stream_id, event.header)
             if event.message is not None or event.ended:
                 call = self.calls.get(event.stream_id)
@@ -116,8 +121,14 @@ class ServerProtocol(RpcProtocol):
             self.rpc_event_received(event)
 
     def finish(self, stream_id: int, trailer: Trailer, message: Any = None) -> None:
-        """Send the call's last message (if any) and trailer, then forget the call."""
+        """Send the call's last message (if any) and trailer, then forget the call.
+
+        A call whose caller stopped it (its stream was reset) is dropped quietly.
+        """
         self.calls.pop(stream_id, None)
+        if self.sending_stopped(stream_id):
+            self.core.cancel(stream_id)
+            return
         if message is None:
             self.core.send_trailer(stream_id, trailer)
         else:
