@@ -28,7 +28,14 @@ from .framing import RequestHeader, Trailer
 from .policies.channel_policy import ChannelPolicy
 from .policies.counters import PolicyCounters
 from .policies.executor import AttemptFn, AttemptSpec
-from .protocol import CallInbox, TooManyMessages, decode_message, is_loopback, tune_socket
+from .protocol import (
+    CallInbox,
+    TooManyMessages,
+    decode_message,
+    enable_icmp_errors,
+    is_loopback,
+    tune_socket,
+)
 from .status import Status
 from .tls import ClientTLS
 
@@ -67,7 +74,7 @@ class ClientChannel:
         self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("connected" if self._live() else "idle")
+        state = "closed" if self._closed else ("connected" if self.is_connected else "idle")
         return f"ClientChannel({self.address}, {state})"
 
     # -- connection management -------------------------------------------------------------
@@ -91,8 +98,15 @@ class ClientChannel:
             self._protocol.shutdown()
             self._protocol = None
 
-    def _live(self) -> bool:
+    @property
+    def is_connected(self) -> bool:
+        """True while the channel holds a connection not known to be dead (read-only; the
+        next call reconnects when it is False)."""
         return self._protocol is not None and not self._protocol.terminated
+
+    def _live(self) -> bool:
+        """Alias of `is_connected` (kept for callers of the old private name)."""
+        return self.is_connected
 
     async def _connection(self, deadline: float | None) -> ClientProtocol:
         """The live connection, dialling once for all the calls that need it now."""
@@ -145,6 +159,7 @@ class ClientChannel:
                     else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
                 )
                 tune_socket(transport, self.config.socket_buffer_size)
+                enable_icmp_errors(transport)  # a closed server port fails calls at once
                 protocol.connect(address)
                 await protocol.ready
         except (OSError, TimeoutError, RpcError, ConnectionError) as exc:

@@ -21,10 +21,31 @@ from .events import (
     TrailerReceived,
 )
 from .framing import Trailer
-from .protocol import CallInbox, RpcProtocol
+from .protocol import CallInbox, RpcProtocol, drain_icmp_errors
 from .status import Status
 
-__all__ = ["ClientProtocol", "trailer_error"]
+__all__ = ["ClientProtocol", "RefusalDetector", "trailer_error"]
+
+
+class RefusalDetector:
+    """Sans-IO: decides that a peer is gone after `count` "port unreachable" refusals within
+    `window` seconds (a single one may be spurious, e.g. a stale ICMP after a restart)."""
+
+    __slots__ = ("_times", "count", "window")
+
+    def __init__(self, count: int = 2, window: float = 1.0) -> None:
+        if count < 1 or window <= 0:
+            raise ValueError("count must be >= 1 and window > 0")
+        self.count = count
+        self.window = window
+        self._times: list[float] = []
+
+    def refused(self, now: float) -> bool:
+        """Record a refusal at `now`; True once the peer should be taken as dead."""
+        times = [t for t in self._times if now - t < self.window]
+        times.append(now)
+        self._times = times[-self.count :]  # bounded, whatever the caller does after True
+        return len(times) >= self.count
 
 
 class ClientProtocol(RpcProtocol):
@@ -36,6 +57,16 @@ class ClientProtocol(RpcProtocol):
         self.ready: asyncio.Future[None] = self.loop.create_future()
         self.termination: RpcError | None = None
         """Why the connection ended, for calls that had not been sent (not processed)."""
+        self.refusals = RefusalDetector()
+
+    def error_received(self, exc: Exception) -> None:
+        """A socket error (Linux reports ICMP port unreachable as ConnectionRefusedError once
+        `enable_icmp_errors` is on): repeated refusals mean the server's port is closed."""
+        drain_icmp_errors(self._transport)
+        if self.terminated or not isinstance(exc, ConnectionRefusedError):
+            return
+        if self.refusals.refused(self.loop.time()):
+            self._terminated("the server's port is closed (connection refused)")
 
     def rpc_event_received(self, event: RpcEvent) -> None:
         if isinstance(event, MessageReceived):

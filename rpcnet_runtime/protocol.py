@@ -105,15 +105,17 @@ def enable_icmp_errors(transport: asyncio.BaseTransport | None) -> bool:
 def drain_icmp_errors(transport: asyncio.BaseTransport | None, limit: int = 16) -> None:
     """Empty (at most `limit` entries of) the socket's error queue, which `enable_icmp_errors`
     fills and which would otherwise take receive buffer space."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    wrapped = transport.get_extra_info("socket") if transport is not None else None
     flag = getattr(socket, "MSG_ERRQUEUE", 0)
-    if sock is None or not flag:
+    if wrapped is None or not flag or wrapped.fileno() == -1:
         return
-    for _ in range(limit):
-        try:
-            sock.recvmsg(1, 1024, flag | socket.MSG_DONTWAIT)
-        except OSError:
-            return
+    # asyncio's socket wrapper has no recvmsg: read through a duplicate of the descriptor.
+    with socket.fromfd(wrapped.fileno(), wrapped.family, wrapped.type) as sock:
+        for _ in range(limit):
+            try:
+                sock.recvmsg(1, 1024, flag | socket.MSG_DONTWAIT)
+            except OSError:
+                return
 
 
 class TooManyMessages(Exception):
