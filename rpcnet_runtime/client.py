@@ -104,10 +104,6 @@ class ClientChannel:
         next call reconnects when it is False)."""
         return self._protocol is not None and not self._protocol.terminated
 
-    def _live(self) -> bool:
-        """Alias of `is_connected` (kept for callers of the old private name)."""
-        return self.is_connected
-
     async def _connection(self, deadline: float | None) -> ClientProtocol:
         """The live connection, dialling once for all the calls that need it now."""
         if self._closed:

@@ -213,7 +213,7 @@ class ClusterChannel:
     def _failed(
         self, route: Route, worker: Worker, connection: ClientChannel, error: RpcError
     ) -> CallOutcome:
-        outcome, move = classify_failure(error, connection_alive=connection._live())
+        outcome, move = classify_failure(error, connection_alive=connection.is_connected)
         if move:
             route.excluded.add(worker.id)
             if outcome is CallOutcome.FAILURE:
@@ -237,7 +237,7 @@ class ClusterChannel:
         """Connect first when needed, so that a handshake neither counts in the worker's latency
         (which would starve it under p2c) nor against the stall timeout. Returns the time the
         call itself starts."""
-        if connection._live():
+        if connection.is_connected:
             return started
         await connection._connection(spec.deadline)
         return self.clock.now()
