@@ -66,11 +66,21 @@ class ClusterConfig:
     """Full state sync with one random failed member, so healed partitions merge again
     (stretched for clusters above 8 nodes, see `reconnect_interval_for`)."""
     failed_member_retention: float = 3600.0
-    """How long failed and left members stay in the table (reconnect targets) before removal."""
+    """How long failed and left members stay in the table (reconnect targets) before removal
+    when this node has no quorum (a minority keeps trying to reach the rest for this long)."""
+    failed_member_reap_after: float = 30.0
+    """A member failed for this long is removed from the table, and then from the partition
+    detector's stable membership, if this node has quorum (memberlist's GossipToTheDeadTime).
+    A reaped member that comes back is reported as ``NodeJoined`` again."""
     early_probers: int = 6
     """About this many members probe a newly suspected member at once (all, in small clusters)."""
     partition_stable_after: float = 1.5
     """Seconds a change of reachability must hold before partition events are reported."""
+    partition_reap_after: float = 2.5
+    """A member failed for this long stops counting for partition detection: it leaves the
+    stable membership (``partition_stable_after`` later, and only while this node has quorum),
+    so members replaced under churn stop counting against the quorum long before they are
+    reaped from the table. At least ``partition_stable_after``."""
     phi_threshold: float = 8.0
     """A member whose phi exceeds this is probed in the next protocol period."""
     phi_max_sample_size: int = 200
@@ -109,7 +119,9 @@ class ClusterConfig:
             push_pull_interval=5.0,
             reconnect_interval=0.125,
             partition_stable_after=0.5,
+            partition_reap_after=2.0,
             failed_member_retention=60.0,
+            failed_member_reap_after=10.0,
         )
         return replace(base, **overrides)
 
@@ -125,6 +137,8 @@ class ClusterConfig:
             push_pull_interval=60.0,
             reconnect_interval=5.0,
             partition_stable_after=10.0,
+            partition_reap_after=30.0,
+            failed_member_reap_after=120.0,
         )
         return replace(base, **overrides)
 
@@ -172,13 +186,17 @@ def _validate(c: ClusterConfig) -> None:
         "push_pull_interval": c.push_pull_interval,
         "reconnect_interval": c.reconnect_interval,
         "failed_member_retention": c.failed_member_retention,
+        "failed_member_reap_after": c.failed_member_reap_after,
         "partition_stable_after": c.partition_stable_after,
+        "partition_reap_after": c.partition_reap_after,
         "phi_threshold": c.phi_threshold,
         "phi_min_std_deviation": c.phi_min_std_deviation,
     }
     for name, value in positive.items():
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise ValueError(f"ClusterConfig.{name} must be a positive number, got {value!r}")
+    if c.partition_reap_after < c.partition_stable_after:
+        raise ValueError("ClusterConfig.partition_reap_after must be >= partition_stable_after")
     if c.probe_timeout >= c.probe_interval:
         raise ValueError("ClusterConfig.probe_timeout must be shorter than probe_interval")
     at_least = {

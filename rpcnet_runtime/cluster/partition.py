@@ -2,16 +2,21 @@
 
 Theory of operation
 -------------------
-Rule 1 — the reference. The *last stable membership* ``R`` is the set of known (non-left)
-members once that set has not changed for ``stable_after`` seconds. ``R`` follows the known set
+Rule 1 — the reference. The *last stable membership* ``R`` follows the known (non-left)
+members, each change debounced per member: a member enters ``R`` once it has been known for
+``stable_after`` seconds, and leaves once it has been unknown (or reaped, below) that long. Per
+member, so that under churn (a kill or a join every second or two) old members still leave ``R``
+on time instead of waiting for a quiet moment. ``R`` follows the known set
 only while this node has quorum and no loss of it is pending; otherwise ``R`` is frozen, so
 joins, leaves and reaping on either side of a split cannot hand quorum to a minority. A graceful
 leave shrinks ``R`` (the member leaves ``known_ids``). A failure does not by itself: a failed
 member stays known until the membership layer reaps it, or, with ``reap_after``, until this
-detector has seen it unreachable for that long; then it leaves ``R`` once that has held for
-``stable_after``, again only while this node has quorum. Reaping should come well after
-``stable_after`` (memberlist waits 30 s). Before the first stable set exists (the first
-``stable_after`` seconds) there is no reference and the node has quorum.
+detector has seen it unreachable for that long; then it leaves ``R`` at once (the reap delay
+already exceeds ``stable_after``), again only while this node has quorum. ``reap_after`` must
+exceed the spread of the moments at which an isolated node loses sight of its peers: once it
+has lost sight of enough of them to lose quorum, ``R`` is frozen and nothing more is reaped.
+Before the first stable set exists (the first ``stable_after`` seconds) there is no reference
+and the node has quorum.
 
 Rule 2 — quorum. With ``V = alive_ids ∩ R`` a node has quorum when ``|V| > |R| / 2``, or on an
 even split when ``|V| == |R| / 2`` and ``V`` holds ``min(R)`` (smallest id by string order).
@@ -56,14 +61,14 @@ class PartitionDetector:
 
     :param self_id: this node's id.
     :param stable_after: seconds a change must hold before it counts (> 0).
-    :param reap_after: if set, seconds a member of the stable set may stay unreachable before
-        this detector drops it from the stable set (only while this node has quorum); None leaves
+    :param reap_after: if set (>= stable_after), seconds a member of the stable set may stay
+        unreachable before this detector drops it from the stable set (only while this node
+        has quorum); None leaves
         that to the membership layer (a member leaves ``known_ids`` when it is reaped).
     """
 
     __slots__ = (
-        "_candidate",
-        "_candidate_since",
+        "_changed_since",
         "_flip_since",
         "_healthy",
         "_reap_after",
@@ -82,12 +87,13 @@ class PartitionDetector:
             raise ValueError(f"stable_after must be a finite number > 0, got {stable_after!r}")
         if reap_after is not None and (not math.isfinite(reap_after) or reap_after <= 0.0):
             raise ValueError(f"reap_after must be None or a finite number > 0, got {reap_after!r}")
+        if reap_after is not None and reap_after < stable_after:
+            raise ValueError(f"reap_after must be >= stable_after, got {reap_after!r}")
         self._self_id = self_id
         self._stable_after = float(stable_after)
         self._reap_after = reap_after
         self._stable: frozenset[str] = frozenset()
-        self._candidate: frozenset[str] | None = None
-        self._candidate_since = 0.0
+        self._changed_since: dict[str, float] = {}  # member whose R membership is due to flip
         self._healthy = True
         self._flip_since: float | None = None
         self._unreachable_since: dict[str, float] = {}
@@ -112,6 +118,14 @@ class PartitionDetector:
         """Whether this node (as last reported) sees a quorum of the last stable membership."""
         return self._healthy
 
+    def quorum_settled(self) -> bool:
+        """Whether this node has quorum and no loss of it is pending (the stable set may move).
+
+        The membership layer reaps failed members only then, so a node on its way into a
+        minority keeps the other side's records as reconnect targets.
+        """
+        return self._may_update_stable()
+
     def observe(
         self, alive_ids: frozenset[str], known_ids: frozenset[str], now: float
     ) -> list[PartitionDetected | PartitionHealed]:
@@ -126,21 +140,31 @@ class PartitionDetector:
         alive = frozenset(alive_ids) | {self._self_id}
         known = frozenset(known_ids) | alive
         self._track_unreachable(alive, known, now)
-        candidate = self._candidate_set(known, now)
-        if candidate != self._candidate:
-            self._candidate = candidate
-            self._candidate_since = now
+        reaped = self._reaped(now)
+        differs = (known - reaped) ^ self._stable
+        for member in list(self._changed_since):
+            if member not in differs:
+                del self._changed_since[member]
+        for member in differs:
+            # A reaped member has been gone for reap_after (>= stable_after): it leaves at once.
+            since = now - self._stable_after if member in reaped else now
+            self._changed_since.setdefault(member, since)
 
         events: list[PartitionDetected | PartitionHealed] = []
         event = self._debounce(alive, now)
         if event is not None:
             events.append(event)
-        if self._may_update_stable() and self._candidate_ready(now):
-            assert self._candidate is not None
-            self._stable = self._candidate
-            # The new reference may change the raw answer: start a pending flip if so.
-            if not quorum(alive, self._stable):
-                self._flip_since = now
+        if self._may_update_stable():
+            ready = {
+                m for m, since in self._changed_since.items() if now >= since + self._stable_after
+            }
+            if ready:
+                self._stable = self._stable ^ ready
+                for member in ready:
+                    del self._changed_since[member]
+                # The new reference may change the raw answer: start a pending flip if so.
+                if not quorum(alive, self._stable):
+                    self._flip_since = now
         return events
 
     def next_deadline(self) -> float | None:
@@ -149,14 +173,12 @@ class PartitionDetector:
         if self._flip_since is not None:
             deadlines.append(self._flip_since + self._stable_after)
         if self._may_update_stable():
-            if self._candidate is not None and self._candidate != self._stable:
-                deadlines.append(self._candidate_since + self._stable_after)
+            deadlines.extend(since + self._stable_after for since in self._changed_since.values())
             if self._reap_after is not None:
                 deadlines.extend(
                     since + self._reap_after
                     for member, since in self._unreachable_since.items()
-                    if member in self._stable
-                    and (self._candidate is None or member in self._candidate)
+                    if member in self._stable and member not in self._changed_since
                 )
         return min(deadlines) if deadlines else None
 
@@ -172,26 +194,19 @@ class PartitionDetector:
         for member in unreachable:
             self._unreachable_since.setdefault(member, now)
 
-    def _candidate_set(self, known: frozenset[str], now: float) -> frozenset[str]:
-        if self._reap_after is None or not self._may_update_stable():
-            return known
-        reaped = {
+    def _reaped(self, now: float) -> frozenset[str]:
+        """Members unreachable for ``reap_after`` (they leave ``R`` once it may move again)."""
+        if self._reap_after is None:
+            return frozenset()
+        return frozenset(
             member
             for member, since in self._unreachable_since.items()
             if now >= since + self._reap_after
-        }
-        return known - reaped
+        )
 
     def _may_update_stable(self) -> bool:
         # Only with quorum and no pending loss of it: a minority never moves the reference.
         return self._healthy and self._flip_since is None
-
-    def _candidate_ready(self, now: float) -> bool:
-        return (
-            self._candidate is not None
-            and self._candidate != self._stable
-            and now >= self._candidate_since + self._stable_after
-        )
 
     def _debounce(
         self, alive: frozenset[str], now: float

@@ -157,7 +157,6 @@ class SwimNode:
         self._gone: dict[str, float] = {}  # FAILED or LEFT member -> since
         self._partition = PartitionDetector(self_id, stable_after=config.partition_stable_after)
         self._partition_dirty = True
-        self._partition_view: tuple[frozenset[str], frozenset[str]] | None = None
         self._partition_deadline: float | None = None
         self._outgoing: list[tuple[str, bytes]] = []
         self._events: list[ClusterEvent] = []
@@ -368,6 +367,11 @@ class SwimNode:
         record = self._table.get(member_id)
         return math.inf if record is not None and record.state not in LIVE else 0.0
 
+    @property
+    def stable_members(self) -> frozenset[str]:
+        """The partition detector's last stable membership (ids, self included)."""
+        return self._partition.last_stable
+
     def has_quorum(self) -> bool:
         """Whether this node sees a majority of the last stable membership (see partition.py)."""
         return self._partition.has_quorum()
@@ -550,10 +554,18 @@ class SwimNode:
 
     def _reconnect(self, now: float) -> None:
         retention = self.config.failed_member_retention
+        reap_after = self.config.failed_member_reap_after
+        # Only a node with quorum reaps failed members early: a minority keeps them as
+        # reconnect targets (so the sides merge on heal) and its stable membership is frozen.
+        quorum = self._partition.quorum_settled()
         for member_id, since in list(self._gone.items()):
             record = self._table.require(member_id)
-            # Reap after the retention time, or once another member owns the address.
-            if now - since > retention or self._by_address.get(record.address) != member_id:
+            age = now - since
+            if (
+                age > retention
+                or self._by_address.get(record.address) != member_id  # a restart took over
+                or (quorum and age > reap_after and record.state is MemberState.FAILED)
+            ):
                 self._forget(member_id)
         failed = [m for m in self._gone if self._table.require(m).state is MemberState.FAILED]
         if failed:
@@ -737,14 +749,27 @@ class SwimNode:
         deadline = self._partition_deadline
         if not self._partition_dirty and (deadline is None or now < deadline):
             return
-        if self._partition_dirty or self._partition_view is None:
-            self._partition_dirty = False
-            unreachable = self._unreachable
-            alive = frozenset(m for m in self._table.live if m not in unreachable) | {self.id}
-            known = frozenset(r.id for r in self._table if r.state is not MemberState.LEFT)
-            self._partition_view = (alive, known | {self.id})
-        self._events.extend(self._partition.observe(*self._partition_view, now))
-        self._partition_deadline = self._partition.next_deadline()
+        # A member failed for partition_reap_after no longer counts as known to the partition
+        # detector, which drops it from its stable set only while this node has quorum.
+        reap_after = self.config.partition_reap_after
+        next_reap = math.inf
+        reaped: set[str] = set()
+        for member_id, since in self._gone.items():
+            if self._table.require(member_id).state is MemberState.FAILED:
+                if now >= since + reap_after:
+                    reaped.add(member_id)
+                else:
+                    next_reap = min(next_reap, since + reap_after)
+        unreachable = self._unreachable
+        alive = frozenset(m for m in self._table.live if m not in unreachable) | {self.id}
+        known = frozenset(
+            r.id for r in self._table if r.state is not MemberState.LEFT and r.id not in reaped
+        )
+        self._partition_dirty = False
+        self._events.extend(self._partition.observe(alive, known | {self.id}, now))
+        detector = self._partition.next_deadline()
+        best = min(next_reap, math.inf if detector is None else detector)
+        self._partition_deadline = None if best == math.inf else best
 
     def _alive_message(self) -> Alive:
         return Alive(self.id, self._incarnation, self.address, self._tags)

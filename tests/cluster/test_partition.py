@@ -56,15 +56,31 @@ def test_no_reference_and_quorum_before_the_membership_is_stable() -> None:
     assert det.next_deadline() == 0.0 + STABLE
 
 
-def test_membership_becomes_stable_only_after_it_stops_changing() -> None:
+def test_each_member_becomes_stable_after_it_has_been_known_for_stable_after() -> None:
     det = PartitionDetector("a", stable_after=STABLE)
     det.observe(ids("a"), ids("a"), 0.0)
-    det.observe(ids("ab"), ids("ab"), 1.5)  # still changing: restarts the clock
+    det.observe(ids("ab"), ids("ab"), 1.5)  # b's clock starts; a's keeps running
+    assert det.next_deadline() == 2.0
     det.observe(ids("ab"), ids("ab"), 2.0)
-    assert det.last_stable == frozenset()
-    det.observe(ids("ab"), ids("ab"), 3.5)
-    assert det.last_stable == ids("ab")
+    assert det.last_stable == ids("a")
+    assert det.next_deadline() == 3.5
+    det.observe(ids("a"), ids("a"), 3.0)  # b gone again before it counted: never stable
+    det.observe(ids("a"), ids("a"), 3.5)
+    assert det.last_stable == ids("a")
     assert det.next_deadline() is None
+
+
+def test_churn_does_not_starve_the_stable_set() -> None:
+    # A change every second: the whole known set never holds still for STABLE seconds, yet each
+    # member enters (or, having left, leaves) the stable set STABLE seconds after its change.
+    det = formed("a", ids("abc"))
+    for now, known in [(10.0, "abcd"), (10.5, "abd"), (11.0, "abde"), (12.0, "abdef")]:
+        assert det.observe(ids(known), ids(known), now) == []
+    assert det.last_stable == ids("abcd")  # d was known from 10.0 to 12.0
+    assert det.observe(ids("abdefg"), ids("abdefg"), 13.0) == []
+    assert det.last_stable == ids("abde")  # c left at 10.5, e joined at 11.0
+    assert det.next_deadline() == 14.0  # f
+    assert det.has_quorum()
 
 
 def test_join_grows_the_stable_set() -> None:
@@ -243,10 +259,9 @@ def test_reap_after_drops_long_unreachable_members_only_with_quorum() -> None:
     det.observe(FIVE, FIVE, STABLE)
     det.observe(ids("abcd"), FIVE, 10.0)  # e unreachable from 10.0
     assert det.next_deadline() == 20.0
-    det.observe(ids("abcd"), FIVE, 20.0)
+    det.observe(ids("abcd"), FIVE, 19.9)
     assert det.last_stable == FIVE
-    assert det.next_deadline() == 22.0
-    det.observe(ids("abcd"), FIVE, 22.0)
+    det.observe(ids("abcd"), FIVE, 20.0)  # it leaves at once: reap_after >= stable_after
     assert det.last_stable == ids("abcd")
     assert det.next_deadline() is None
     # Partitioned: nothing is reaped however long it lasts.
@@ -272,6 +287,8 @@ def test_invalid_arguments_are_rejected() -> None:
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="stable_after"):
             PartitionDetector("a", stable_after=bad)
+    with pytest.raises(ValueError, match="reap_after"):
+        PartitionDetector("a", stable_after=2.0, reap_after=1.0)
     with pytest.raises(ValueError, match="reap_after"):
         PartitionDetector("a", reap_after=0.0)
     with pytest.raises(ValueError, match="now"):

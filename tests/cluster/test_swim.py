@@ -522,6 +522,8 @@ def test_every_message_round_trips() -> None:
         {"seeds": [""]},
         {"tags": {"k": 1}},
         {"suspicion_mult": True},
+        {"partition_reap_after": 1.0},  # shorter than partition_stable_after
+        {"failed_member_reap_after": 0.0},
     ],
 )
 def test_config_validation(change: dict[str, object]) -> None:
@@ -595,3 +597,100 @@ def test_relays_are_bounded_and_expire() -> None:
     assert relays.next_deadline() == 1.0
     assert [r.origin_seq for r in relays.expire(1.5)] == [1]
     assert relays.pop(2) is not None and relays.next_deadline() is None
+
+
+# -- churn: failed members are reaped from the table and the stable membership -----------------
+
+
+def _churn(
+    config: ClusterConfig, rounds: int, seed: int, detect: float = 4.0, settle: float = 6.0
+) -> SimulatedCluster:
+    """5 nodes; each round kills one and starts a replacement with a new id and address
+    `detect` seconds later, then lets it settle for `settle` seconds."""
+    c = SimulatedCluster(config, 5, seed=seed)
+    c.run_for(3.0)
+    live = [addr(i) for i in range(5)]
+    for k in range(rounds):
+        victim = live.pop(0)
+        c.kill(victim)
+        c.run_for(detect)
+        new = f"repl{k}:7946"
+        c.add_node(f"r{k}", new)
+        c.join(new, [live[0]])
+        live.append(new)
+        c.run_for(settle)
+    return c
+
+
+@pytest.mark.parametrize(
+    ("seed", "detect", "settle"), [(21, 4.0, 6.0), (23, 2.5, 1.5), (24, 2.5, 1.5)]
+)
+def test_kill_and_replace_churn_gives_no_false_partition(
+    seed: int, detect: float, settle: float
+) -> None:
+    # 2.5 s + 1.5 s is the benchmark's pace (a kill every ~4 s); memberlist-style reaping of
+    # the table alone (30 s) would leave up to 8 dead members in the stable set.
+    c = _churn(LAN, 8, seed, detect, settle)
+    assert events_of(c, PartitionDetected) == []
+    survivors = c.alive()
+    ids = {n.id for n in survivors}
+    assert ids == {"r3", "r4", "r5", "r6", "r7"}
+    c.run_for(LAN.failed_member_reap_after + 2 * LAN.partition_stable_after)
+    for node in survivors:
+        assert node.has_quorum()
+        # The table after reaping: only the live members, every old record gone.
+        assert {(m.id, m.state) for m in node.members()} == {(i, MemberState.ALIVE) for i in ids}
+        assert node.stable_members == ids
+    # Every survivor that saw a member fail reported it once; none reported a reaped one again.
+    failed = Counter((a, e.node.id) for a, _, e in events_of(c, NodeFailed))  # type: ignore[attr-defined]
+    assert max(failed.values()) == 1
+
+
+def test_without_reaping_churn_would_report_a_false_partition() -> None:
+    # The same churn with reaping pushed out of reach shows what the reap delay prevents.
+    config = LAN.with_(failed_member_reap_after=10_000.0, partition_reap_after=10_000.0)
+    c = _churn(config, 6, 21)
+    assert events_of(c, PartitionDetected) != []
+
+
+def test_isolated_node_after_churn_detects_partition_and_keeps_the_majority() -> None:
+    c = _churn(LAN, 8, 22)
+    c.run_for(LAN.failed_member_reap_after + 2.0)
+    isolated = c.alive()[0]
+    others = [n.address for n in c.alive()[1:]]
+    c.network.partition([isolated.address], others)
+    t0 = c.clock.now()
+    c.run_for(5.0)
+    detected = events_of(c, PartitionDetected)
+    assert [(a, e.minority) for a, _, e in detected] == [  # type: ignore[attr-defined]
+        (isolated.address, frozenset({isolated.id}))
+    ]
+    assert detected[0][1] - t0 < 5.0
+    # Stay cut off well past the reap delay: the minority reaps nothing and its stable set is
+    # frozen; the majority reaps the isolated node and keeps quorum.
+    c.run_for(LAN.failed_member_reap_after + 5.0)
+    majority_ids = {c.nodes[a].id for a in others}
+    assert {(m.id, m.state) for m in isolated.members()[1:]} == {
+        (i, MemberState.FAILED) for i in majority_ids
+    }
+    assert isolated.stable_members == majority_ids | {isolated.id}
+    assert not isolated.has_quorum()
+    for a in others:
+        node = c.nodes[a]
+        assert node.member(isolated.id) is None
+        assert node.stable_members == majority_ids
+        assert node.has_quorum()
+    assert len(events_of(c, PartitionDetected)) == 1
+    # Heal: the isolated node reconnects; the majority, which reaped it, reports NodeJoined.
+    c.network.heal()
+    t1 = c.clock.now()
+    c.run_for(4.0)
+    healed = events_of(c, PartitionHealed)
+    assert [a for a, _, _ in healed] == [isolated.address] and healed[0][1] - t1 < 3.5
+    rejoined = [(a, e.node.id) for a, t, e in events_of(c, NodeJoined) if t >= t1]  # type: ignore[attr-defined]
+    assert sorted(rejoined) == sorted((a, isolated.id) for a in others)
+    recovered = {e.node.id for _, t, e in events_of(c, NodeRecovered) if t >= t1}  # type: ignore[attr-defined]
+    assert recovered == majority_ids  # the isolated node still held them, as FAILED
+    for node in c.alive():
+        assert {m.state for m in node.members()} == {MemberState.ALIVE}
+        assert len(node.members()) == 5
