@@ -253,7 +253,10 @@ class _Call:
         self.policy = policy
         self.started = now = self.clock.now()
         inherited = inherited_deadline() if executor._inherit else None
-        self.deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
+        if options.timeout is None and policy.timeout is None:
+            self.deadline = inherited  # the plain path: nothing to combine or validate
+        else:
+            self.deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
         self.key = choose_idempotency_key(policy, request, options, executor.rng)
         self.metadata: Mapping[str, str] = (
             _NO_METADATA if options.metadata is None else dict(options.metadata)
@@ -273,7 +276,11 @@ class _Call:
             attempt_number=self.attempts,
             is_hedge=is_hedge,
             idempotency_key=self.key,
-            deadline=attempt_deadline(now, self.deadline, self.policy.attempt_timeout),
+            deadline=(
+                self.deadline
+                if self.policy.attempt_timeout is None
+                else attempt_deadline(now, self.deadline, self.policy.attempt_timeout)
+            ),
             metadata=self.metadata,
         )
 
