@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Mapping
 from typing import Any, Generic, TypeVar
 
 from aioquic.quic.connection import QuicConnection
@@ -409,9 +409,10 @@ class ClientChannel:
 
     def _unary_attempt(
         self, method: MethodDescriptor[RequestT, ResponseT], request: RequestT
-    ) -> AttemptFn[ResponseT]:
-        async def attempt(spec: AttemptSpec) -> ResponseT:
-            response, _ = await self._attempt_unary(
+    ) -> AttemptFn[tuple[ResponseT, Mapping[str, str]]]:
+        # A plain function handing back `_attempt_unary`'s coroutine: one frame less per call.
+        def attempt(spec: AttemptSpec) -> Awaitable[tuple[ResponseT, Mapping[str, str]]]:
+            return self._attempt_unary(
                 method,
                 request,
                 deadline=spec.deadline,
@@ -420,7 +421,6 @@ class ClientChannel:
                 attempt=spec.attempt_number,
                 is_hedge=spec.is_hedge,
             )
-            return response
 
         return attempt
 
@@ -430,9 +430,10 @@ class ClientChannel:
         request: RequestT,
         options: CallOptions,
     ) -> ResponseT:
-        return await self._executor.unary(
+        response, _ = await self._executor.unary(
             method, request, options, self._unary_attempt(method, request), endpoint=self.address
         )
+        return response
 
     def unary_stream(
         self,
