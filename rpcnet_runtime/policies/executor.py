@@ -251,11 +251,13 @@ class _Call:
         if not executor.retries_enabled and (policy.retry is not None or policy.hedge is not None):
             policy = replace(policy, retry=None, hedge=None)
         self.policy = policy
-        self.started = now = self.clock.now()
         inherited = inherited_deadline() if executor._inherit else None
+        self.started: float | None = None
+        """When the call began; read here only when a timeout needs it (see `_now`)."""
         if options.timeout is None and policy.timeout is None:
             self.deadline = inherited  # the plain path: nothing to combine or validate
         else:
+            self.started = now = self.clock.now()
             self.deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
         self.key = choose_idempotency_key(policy, request, options, executor.rng)
         self.metadata: Mapping[str, str] = (
@@ -404,7 +406,7 @@ class _Call:
     async def once(self, attempt: AttemptFn[T]) -> T:
         """The single attempt of a call that cannot retry, awaited inline (the attempt function
         enforces the deadline itself): no task, no timer."""
-        now = self.started
+        now = self._now()
         if self.deadline is not None and now >= self.deadline:
             raise self._deadline_error()
         if not self._admit(now):
@@ -422,6 +424,16 @@ class _Call:
             raise
         self._record_success()
         return response
+
+    def _now(self) -> float:
+        """The start time, reading the clock only if something below uses it (a deadline, the
+        breaker or a per-attempt timeout); 0.0 otherwise, which nothing reads."""
+        if self.started is not None:
+            return self.started
+        if self.deadline is None and self.breaker is None and self.policy.attempt_timeout is None:
+            return 0.0
+        self.started = now = self.clock.now()
+        return now
 
     def _past_deadline(self) -> bool:
         return self.deadline is not None and self.clock.now() >= self.deadline
