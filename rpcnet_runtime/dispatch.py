@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .codec import pack, unpack
@@ -57,6 +57,14 @@ class Route:
     method: MethodDescriptor[Any, Any]
     handler: Callable[..., Any] | None
     """The bound handler; None when the skeleton's method was not overridden."""
+    path: str = field(init=False)
+    """``method.path``, formatted once rather than per call."""
+    single_request: bool = field(init=False)
+    """The method takes one request message (it is not client-streaming)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", self.method.path)
+        object.__setattr__(self, "single_request", not self.method.kind.client_streams)
 
 
 class ServerCall:

@@ -304,7 +304,7 @@ class Server:
         now = loop.time()
         deadline = None if header.timeout is None else now + header.timeout
         ctx = CallContext(
-            method=route.method.path,
+            method=route.path,
             clock=loop.time,
             deadline=deadline,
             metadata=header.metadata,
@@ -334,7 +334,7 @@ class Server:
                 return
             ticket = admission.ticket
             queued = admission.decision is AdmissionDecision.QUEUE
-        inbox = CallInbox(protocol, stream_id, single=not route.method.kind.client_streams)
+        inbox = CallInbox(protocol, stream_id, single=route.single_request)
         call = ServerCall(stream_id, inbox, ctx, ticket, queued)
         protocol.calls[stream_id] = call
         task = loop.create_task(run_call(protocol, call, route))
