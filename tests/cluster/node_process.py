@@ -149,6 +149,7 @@ async def _run_node(args: argparse.Namespace) -> None:
                 emit(
                     {
                         "members": members,
+                        "stable": sorted(membership.node.stable_members),
                         "swim": dataclasses.asdict(membership.counters),
                         "gossip": dataclasses.asdict(membership.sender.counters),
                     }
@@ -290,6 +291,13 @@ class NodeProcess:
         line = await self.wait_line(lambda e: "members" in e, timeout, since=mark)
         members: list[Event] = line["members"]
         return members
+
+    async def stable_members(self, timeout: float = 5.0) -> set[str]:
+        """The ids in this node's partition detector's last stable membership."""
+        mark = len(self.lines)
+        self.command("members")
+        line = await self.wait_line(lambda e: "stable" in e, timeout, since=mark)
+        return set(line["stable"])
 
     def signal(self, sig: int) -> float:
         """Send `sig`; returns the monotonic time just before it was sent."""

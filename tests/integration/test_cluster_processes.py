@@ -81,6 +81,12 @@ async def test_a_one_second_pause_raises_no_false_failure(cluster: list[NodeProc
 async def test_isolated_node_detects_partition_and_heals(cluster: list[NodeProcess]) -> None:
     nodes = list(cluster)
     lonely = nodes[4]
+    # Partitions are judged against the last stable membership: a member counts in it once it
+    # has been there for `partition_stable_after`, so wait until every node counts on `lonely`.
+    names = {n.name for n in nodes}
+    async with asyncio.timeout(15):
+        while await lonely.stable_members() != names:
+            await asyncio.sleep(0.1)  # polling the detector's view, bounded by the timeout
     mark = len(lonely.lines)
     lonely.command("cut")
     detected = await lonely.wait_event("PartitionDetected", None, 15, since=mark)
