@@ -176,26 +176,17 @@ class ClientChannel:
         self,
         method: MethodDescriptor[Any, Any],
         message: Any,
-        *,
-        deadline: float | None,
-        metadata: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        attempt: int,
-        is_hedge: bool,
+        spec: AttemptSpec,
     ) -> tuple[ClientProtocol, CallInbox]:
         """Open the call's stream, connecting first when needed."""
         protocol = self._protocol
         if protocol is None or protocol.terminated or self._closed:
-            protocol = await self._connection(deadline)
+            protocol = await self._connection(spec.deadline)
         return protocol, self._open_call(
             protocol,
             method,
             message,
-            deadline=deadline,
-            metadata=metadata,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            is_hedge=is_hedge,
+            spec,
         )
 
     def _open_call(
@@ -203,12 +194,7 @@ class ClientChannel:
         protocol: ClientProtocol,
         method: MethodDescriptor[Any, Any],
         message: Any,
-        *,
-        deadline: float | None,
-        metadata: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        attempt: int,
-        is_hedge: bool,
+        spec: AttemptSpec,
     ) -> CallInbox:
         """Open the call's stream; a unary request goes with its message and FIN."""
         if protocol.terminated:  # it died between connecting and this call
@@ -219,17 +205,17 @@ class ClientChannel:
                 not_processed=True,
             )
         timeout = None
-        if deadline is not None:
-            timeout = deadline - protocol.loop.time()
+        if spec.deadline is not None:
+            timeout = spec.deadline - protocol.loop.time()
             if timeout <= 0:
                 raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded", not_processed=True)
         header = RequestHeader(
             path=method.path,
             timeout=timeout,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            is_hedge=is_hedge,
-            metadata=metadata or {},
+            idempotency_key=spec.idempotency_key,
+            attempt=spec.attempt_number,
+            is_hedge=spec.is_hedge,
+            metadata=spec.metadata or {},
         )
         if message is None:
             stream_id = protocol.core.send_request(header)
@@ -299,28 +285,19 @@ class ClientChannel:
         self,
         method: MethodDescriptor[RequestT, ResponseT],
         request: RequestT,
-        *,
-        deadline: float | None,
-        metadata: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        attempt: int = 1,
-        is_hedge: bool = False,
+        spec: AttemptSpec,
     ) -> tuple[ResponseT, Mapping[str, str]]:
         """One unary attempt; returns the response and the trailer's metadata."""
         protocol = self._protocol
         if protocol is None or protocol.terminated or self._closed:
-            protocol = await self._connection(deadline)
+            protocol = await self._connection(spec.deadline)
         inbox = self._open_call(
             protocol,
             method,
             request.to_wire(),
-            deadline=deadline,
-            metadata=metadata,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            is_hedge=is_hedge,
+            spec,
         )
-        return await self._unary_reply(method, protocol, inbox, deadline)
+        return await self._unary_reply(method, protocol, inbox, spec.deadline)
 
     async def _pump(
         self,
@@ -344,25 +321,16 @@ class ClientChannel:
         self,
         method: MethodDescriptor[RequestT, ResponseT],
         requests: AsyncIterable[RequestT],
-        *,
-        deadline: float | None,
-        metadata: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        attempt: int = 1,
-        is_hedge: bool = False,
+        spec: AttemptSpec,
     ) -> tuple[ResponseT, Mapping[str, str]]:
         protocol, inbox = await self._start(
             method,
             None,
-            deadline=deadline,
-            metadata=metadata,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            is_hedge=is_hedge,
+            spec,
         )
         pump = protocol.loop.create_task(self._pump(protocol, inbox, requests))
         try:
-            return await self._unary_reply(method, protocol, inbox, deadline)
+            return await self._unary_reply(method, protocol, inbox, spec.deadline)
         finally:
             pump.cancel()
 
@@ -371,28 +339,19 @@ class ClientChannel:
         method: MethodDescriptor[RequestT, ResponseT],
         request: RequestT | None,
         requests: AsyncIterable[RequestT] | None,
-        *,
-        deadline: float | None,
-        metadata: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        attempt: int = 1,
-        is_hedge: bool = False,
+        spec: AttemptSpec,
     ) -> AsyncIterator[ResponseT]:
         """One server- or bidirectional-streaming attempt, as an async generator."""
         protocol, inbox = await self._start(
             method,
             None if request is None else request.to_wire(),
-            deadline=deadline,
-            metadata=metadata,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            is_hedge=is_hedge,
+            spec,
         )
         pump = None
         if requests is not None:
             pump = protocol.loop.create_task(self._pump(protocol, inbox, requests))
         try:
-            while (payload := await self._next(protocol, inbox, deadline)) is not None:
+            while (payload := await self._next(protocol, inbox, spec.deadline)) is not None:
                 yield decode_message(method.response_type, payload, "response", Status.INTERNAL)
             self._ended(method, inbox)
         finally:
@@ -415,11 +374,7 @@ class ClientChannel:
             return self._attempt_unary(
                 method,
                 request,
-                deadline=spec.deadline,
-                metadata=spec.metadata,
-                idempotency_key=spec.idempotency_key,
-                attempt=spec.attempt_number,
-                is_hedge=spec.is_hedge,
+                spec,
             )
 
         return attempt
@@ -446,11 +401,7 @@ class ClientChannel:
                 method,
                 request,
                 None,
-                deadline=spec.deadline,
-                metadata=spec.metadata,
-                idempotency_key=spec.idempotency_key,
-                attempt=spec.attempt_number,
-                is_hedge=spec.is_hedge,
+                spec,
             )
 
         return self._executor.server_stream(
@@ -469,11 +420,7 @@ class ClientChannel:
             response, _ = await self._attempt_stream_unary(
                 method,
                 source,
-                deadline=spec.deadline,
-                metadata=spec.metadata,
-                idempotency_key=spec.idempotency_key,
-                attempt=spec.attempt_number,
-                is_hedge=spec.is_hedge,
+                spec,
             )
             return response
 
@@ -494,11 +441,7 @@ class ClientChannel:
                 method,
                 None,
                 source,
-                deadline=spec.deadline,
-                metadata=spec.metadata,
-                idempotency_key=spec.idempotency_key,
-                attempt=spec.attempt_number,
-                is_hedge=spec.is_hedge,
+                spec,
             )
 
         return self._executor.server_stream(

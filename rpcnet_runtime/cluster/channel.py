@@ -290,11 +290,7 @@ class ClusterChannel:
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
-                response, _ = await connection._attempt_unary(
-                    method, request, deadline=spec.deadline, metadata=spec.metadata,
-                    idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
-                    is_hedge=spec.is_hedge,
-                )  # fmt: skip
+                response, _ = await connection._attempt_unary(method, request, spec)
                 return response
 
             return await self._run_attempt(route, spec, send, stall=self.attempt_timeout)
@@ -311,11 +307,7 @@ class ClusterChannel:
 
         async def attempt(spec: AttemptSpec) -> ResponseT:
             async def send(connection: ClientChannel) -> ResponseT:
-                response, _ = await connection._attempt_stream_unary(
-                    method, requests, deadline=spec.deadline, metadata=spec.metadata,
-                    idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
-                    is_hedge=spec.is_hedge,
-                )  # fmt: skip
+                response, _ = await connection._attempt_stream_unary(method, requests, spec)
                 return response
 
             return await self._run_attempt(route, spec, send, stall=None)
@@ -375,11 +367,7 @@ class ClusterChannel:
         outcome = CallOutcome.CANCELLED
         try:
             started = await self._dial(connection, spec, started)
-            stream = connection._attempt_stream(
-                method, request, requests, deadline=spec.deadline, metadata=spec.metadata,
-                idempotency_key=spec.idempotency_key, attempt=spec.attempt_number,
-                is_hedge=spec.is_hedge,
-            )  # fmt: skip
+            stream = connection._attempt_stream(method, request, requests, spec)
             try:
                 async for item in stream:
                     yield item

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from rpcnet_runtime.client import ClientChannel
+from rpcnet_runtime.policies.executor import AttemptSpec
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,11 +40,9 @@ async def test_call_stopped_in_the_packet_of_its_request_never_runs(
         protocol,
         interop.TEST_SERVICE_UNARY_CALL,
         interop.SimpleRequest().to_wire(),
-        deadline=None,
-        metadata=None,
-        idempotency_key=None,
-        attempt=1,
-        is_hedge=False,
+        AttemptSpec(
+            attempt_number=1, is_hedge=False, idempotency_key=None, deadline=None, metadata={}
+        ),
     )
     # Given up in the same loop turn: STOP_SENDING leaves in the request's packet, ahead of it.
     protocol.abandon(inbox.stream_id)

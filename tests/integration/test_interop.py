@@ -11,6 +11,7 @@ import pytest
 
 from rpcnet_runtime import RpcError, Status
 from rpcnet_runtime.client import ClientChannel
+from rpcnet_runtime.policies.executor import AttemptSpec
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -124,8 +125,9 @@ async def test_custom_metadata(interop: ModuleType, channel: ClientChannel) -> N
     response, trailing = await channel._attempt_unary(
         interop.TEST_SERVICE_UNARY_CALL,
         interop.SimpleRequest(response_size=314_159, payload=interop.Payload(body=bytes(271_828))),
-        deadline=None,
-        metadata=metadata,
+        AttemptSpec(
+            attempt_number=1, is_hedge=False, idempotency_key=None, deadline=None, metadata=metadata
+        ),
     )
     assert len(response.payload.body) == 314_159
     assert dict(trailing) == metadata
