@@ -10,6 +10,10 @@ keyed by Jinja2's version and the environment's options. The files are pickles a
 code, so they are only read from a directory owned by the current user and writable by no one
 else. Any problem (unwritable directory, corrupt or foreign file) falls back silently to doing
 the work. Set ``RPCNET_CACHE_DIR`` to an empty string to turn the caches off.
+
+The caches are bounded: whenever a new entry is written, entries of the same kind from other
+versions (another grammar hash, another template-cache key) are removed, all but the
+`KEEP` - 1 most recently written, so switching between a few installs never rebuilds (`prune`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +33,16 @@ import lark
 if TYPE_CHECKING:  # Jinja2 is imported only by code generation, not by parsing alone
     import jinja2
 
-__all__ = ["cache_dir", "cache_path", "load_lark", "template_cache"]
+__all__ = ["KEEP", "cache_dir", "cache_path", "load_lark", "prune", "template_cache"]
 
 _HASHED_OPTIONS = ("parser", "lexer", "propagate_positions", "maybe_placeholders")
+
+KEEP = 3
+"""Versions of each kind of entry kept, the one in use included."""
+
+# The file names this module writes; the group is the version an entry belongs to.
+_LARK_ENTRY = re.compile(r"lark-(?P<version>[0-9a-f]{32})\.pickle")
+_TEMPLATE_ENTRY = re.compile(r"jinja2-(?P<version>[0-9a-f]{16})-[0-9a-f]{40}\.cache")
 
 
 def cache_dir() -> Path | None:
@@ -56,9 +69,9 @@ def cache_path(grammar: str, options: dict[str, Any]) -> Path | None:
     return directory / f"lark-{digest}.pickle"
 
 
-def _private(directory: Path) -> bool:
-    """Whether `directory` is ours alone (on POSIX: owned by us, not group/world writable)."""
-    info = directory.stat()
+def _private(info: os.stat_result) -> bool:
+    """Whether the directory `info` describes is ours alone (on POSIX: owned by us, not
+    group/world writable)."""
     if not stat.S_ISDIR(info.st_mode):
         return False
     if hasattr(os, "getuid"):
@@ -70,7 +83,7 @@ def _usable(directory: Path) -> bool:
     """Create `directory` (private) if needed; whether cache files may be kept there."""
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return _private(directory)
+        return _private(directory.stat())
     except OSError:
         return False
 
@@ -80,19 +93,88 @@ def load_lark(grammar: str, transformer: Any = None, **options: Any) -> lark.Lar
     path = cache_path(grammar, options)
     if path is None or not _usable(path.parent):
         return lark.Lark(grammar, transformer=transformer, **options)
+    missing = not path.exists()
     # Lark checks the grammar's hash stored in the file, rebuilds when the file is missing,
     # truncated or unreadable, and ignores a failed write (both silently).
-    return lark.Lark(grammar, transformer=transformer, cache=str(path), **options)
+    parser = lark.Lark(grammar, transformer=transformer, cache=str(path), **options)
+    if missing and path.exists():  # a new entry: drop old versions' tables
+        prune(path.parent, _LARK_ENTRY, path.stem.removeprefix("lark-"))
+    return parser
+
+
+def prune(directory: Path, entry: re.Pattern[str], current: str, keep: int = KEEP) -> int:
+    """Remove the cache files in `directory` whose names match `entry` and whose version (the
+    pattern's ``version`` group) is neither `current` nor among the `keep` - 1 most recently
+    written others; return how many were removed.
+
+    Only regular files directly in `directory` are considered, each removed by name relative to
+    the opened directory (a symlink is never followed, nothing outside is touched), and only
+    when that directory (which may itself be reached through a symlink) is private. A file
+    another process removes meanwhile is skipped; any other error stops pruning silently.
+    """
+    by_fd = os.scandir in os.supports_fd and os.unlink in os.supports_dir_fd
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if by_fd else -1
+    except OSError:
+        return 0
+    try:
+        if not _private(os.fstat(fd) if by_fd else directory.stat()):
+            return 0
+        versions = _versions(fd if by_fd else directory, entry)
+        versions.pop(current, None)
+        stale = sorted(versions.values(), key=lambda v: v[0], reverse=True)[max(keep - 1, 0) :]
+        removed = 0
+        for _, names in stale:
+            for name in names:
+                try:
+                    if by_fd:
+                        os.unlink(name, dir_fd=fd)
+                    else:
+                        (directory / name).unlink()
+                    removed += 1
+                except FileNotFoundError:  # another process got there first
+                    continue
+        return removed
+    except OSError:
+        return 0
+    finally:
+        if by_fd:
+            os.close(fd)
+
+
+def _versions(directory: int | Path, entry: re.Pattern[str]) -> dict[str, tuple[int, list[str]]]:
+    """The entries in `directory` grouped by version: (newest write in ns, file names)."""
+    found: dict[str, tuple[int, list[str]]] = {}
+    with os.scandir(directory) as listing:
+        for item in listing:
+            match = entry.fullmatch(item.name)
+            if match is None:
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            newest, names = found.get(match["version"], (0, []))
+            found[match["version"]] = (max(newest, info.st_mtime_ns), [*names, item.name])
+    return found
 
 
 @functools.cache
-def _template_cache_class() -> type[jinja2.FileSystemBytecodeCache]:
+def _template_cache_class() -> Callable[[str, str], jinja2.FileSystemBytecodeCache]:
     import jinja2
     import jinja2.bccache
 
     class TemplateCache(jinja2.FileSystemBytecodeCache):
         """Jinja2's file cache of compiled templates that never fails a render: an unreadable
-        entry is recompiled, an unwritable directory is ignored."""
+        entry is recompiled, an unwritable directory is ignored. The first entry it writes
+        prunes other keys' entries."""
+
+        def __init__(self, directory: str, version: str) -> None:
+            super().__init__(directory, f"jinja2-{version}-%s.cache")
+            self.version = version
+            self.pruned = False
 
         def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
             try:
@@ -105,6 +187,9 @@ def _template_cache_class() -> type[jinja2.FileSystemBytecodeCache]:
                 super().dump_bytecode(bucket)
             except OSError:
                 return
+            if not self.pruned:
+                self.pruned = True
+                prune(Path(self.directory), _TEMPLATE_ENTRY, self.version)
 
     return TemplateCache
 
@@ -118,4 +203,4 @@ def template_cache(settings: str) -> jinja2.BytecodeCache | None:
     import jinja2
 
     key = hashlib.sha256(f"{jinja2.__version__}\0{settings}".encode()).hexdigest()[:16]
-    return _template_cache_class()(str(directory), f"jinja2-{key}-%s.cache")
+    return _template_cache_class()(str(directory), key)

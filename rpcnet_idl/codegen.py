@@ -112,7 +112,8 @@ def _environment() -> jinja2.Environment:
     """The one Jinja2 environment; compiled templates are cached per user (`caches`)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
-        bytecode_cache=template_cache(repr(sorted(_ENV_OPTIONS.items()))),
+        # Jinja2 keys an entry by the template's path too: one cache version per install.
+        bytecode_cache=template_cache(f"{template_dir()}\0{sorted(_ENV_OPTIONS.items())!r}"),
         **_ENV_OPTIONS,
     )
     env.filters["pystr"] = pystr

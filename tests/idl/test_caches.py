@@ -161,3 +161,100 @@ def test_rpcnet_parser_same_from_cache_and_fresh(cache: Path) -> None:
     message = cached.declarations[0]
     assert isinstance(message, ast.Message) and message.fields[0].optional
     assert message.annotations[0].named[0][0] == "k"
+
+
+def _entries(directory: Path, pattern: str) -> set[str]:
+    return {p.name for p in directory.glob(pattern)}
+
+
+def _old_entries(directory: Path, names: list[str]) -> None:
+    """Regular files `names` in `directory`, the first written longest ago."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for age, name in enumerate(names):
+        (directory / name).write_bytes(b"old")
+        stamp = (1_000 + age) * 10**9
+        os.utime(directory / name, ns=(stamp, stamp))
+
+
+def _lark_name(n: int) -> str:
+    return f"lark-{n:032x}.pickle"
+
+
+def test_new_lark_entry_prunes_old_versions(cache: Path) -> None:
+    old = [_lark_name(n) for n in range(5)]
+    _old_entries(cache, old)
+    (cache / "notes.txt").write_text("not ours")
+    (cache / "lark-short.pickle").write_text("does not match the pattern")
+    caches.load_lark(GRAMMAR, **OPTIONS)
+    current = caches.cache_path(GRAMMAR, OPTIONS)
+    assert current is not None
+    kept = set(old[-(caches.KEEP - 1) :])  # the most recently written other versions
+    assert _entries(cache, "lark-*.pickle") == kept | {current.name, "lark-short.pickle"}
+    assert (cache / "notes.txt").read_text() == "not ours"
+
+
+def test_cache_hit_does_not_prune(cache: Path) -> None:
+    caches.load_lark(GRAMMAR, **OPTIONS)
+    old = [_lark_name(n) for n in range(caches.KEEP + 2)]
+    _old_entries(cache, old)
+    caches.load_lark(GRAMMAR, **OPTIONS)
+    assert _entries(cache, "lark-*.pickle") >= set(old)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="symlinks")
+def test_prune_leaves_symlinks_and_directories(cache: Path, tmp_path: Path) -> None:
+    _old_entries(cache, [_lark_name(n) for n in range(4)])
+    outside = tmp_path / "outside.pickle"
+    outside.write_text("keep me")
+    (cache / _lark_name(10)).symlink_to(outside)
+    (cache / _lark_name(11)).mkdir()
+    removed = caches.prune(cache, caches._LARK_ENTRY, f"{3:032x}", keep=1)
+    assert removed == 3
+    assert _entries(cache, "lark-*") == {_lark_name(3), _lark_name(10), _lark_name(11)}
+    assert outside.read_text() == "keep me"
+
+
+def test_prune_skips_a_file_removed_meanwhile(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _old_entries(cache, [_lark_name(n) for n in range(4)])
+    real_unlink = os.unlink
+    raced: list[str] = []
+
+    def racing_unlink(name: str, **kwargs: object) -> None:
+        if not raced:  # another process removes the first file just before we do
+            raced.append(name)
+            real_unlink(name, **kwargs)  # type: ignore[arg-type]
+        real_unlink(name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", racing_unlink)
+    monkeypatch.setattr(os, "supports_dir_fd", os.supports_dir_fd | {racing_unlink})
+    assert caches.prune(cache, caches._LARK_ENTRY, f"{3:032x}", keep=1) == 2
+    assert len(raced) == 1
+    assert _entries(cache, "lark-*") == {_lark_name(3)}
+
+
+def test_prune_without_directory_descriptors(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _old_entries(cache, [_lark_name(n) for n in range(4)])
+    monkeypatch.setattr(os, "supports_fd", set())  # as on Windows
+    assert caches.prune(cache, caches._LARK_ENTRY, f"{0:032x}", keep=2) == 2
+    assert _entries(cache, "lark-*") == {_lark_name(0), _lark_name(3)}
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_prune_refuses_a_shared_directory(cache: Path) -> None:
+    _old_entries(cache, [_lark_name(n) for n in range(4)])
+    cache.chmod(0o777)
+    assert caches.prune(cache, caches._LARK_ENTRY, f"{0:032x}", keep=1) == 0
+    assert len(_entries(cache, "lark-*")) == 4
+
+
+def test_prune_of_a_missing_directory_is_harmless(tmp_path: Path) -> None:
+    assert caches.prune(tmp_path / "gone", caches._LARK_ENTRY, "x") == 0
+
+
+def test_new_template_cache_prunes_other_keys(cache: Path) -> None:
+    old = [f"jinja2-{n:016x}-{t:040x}.cache" for n in range(4) for t in range(2)]
+    _old_entries(cache, old)
+    _environment().get_template("t.j2")
+    kept = set(old[-2 * (caches.KEEP - 1) :])  # both files of each newest other key
+    [current] = _entries(cache, "jinja2-*.cache") - set(old)
+    assert _entries(cache, "jinja2-*.cache") == kept | {current}
