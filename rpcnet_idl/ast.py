@@ -226,6 +226,7 @@ class EnumValue:
     annotations: tuple[Annotation, ...]
     doc: str | None
     span: Span
+    name_span: Span
     number_span: Span
 
 

@@ -245,6 +245,7 @@ class Builder(Transformer[Token, Any]):
             annotations=header.annotations,
             doc=self._doc(header.span, header.name),
             span=header.span,
+            name_span=_tspan(header.name),
             number_span=_tspan(number),
         )
 

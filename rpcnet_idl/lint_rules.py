@@ -217,20 +217,10 @@ def _enum_value_case(program: Program, schema: ast.Schema) -> Iterator[Hit]:
             for value in decl.values:
                 if not _UPPER_SNAKE.fullmatch(value.name):
                     yield Hit(
-                        _name_span(program, schema, value),
+                        value.name_span,
                         f"enum value {value.name!r} of {decl.name} should be UPPER_SNAKE_CASE",
                         f"use {to_upper_snake(value.name)!r}",
                     )
-
-
-def _name_span(program: Program, schema: ast.Schema, value: ast.EnumValue) -> ast.Span:
-    """The span of an enum value's name, found on the line of its number."""
-    line = value.number_span.line
-    text = program.source_line(schema, line)[: value.number_span.column - 1]
-    match = re.search(rf"\b{re.escape(value.name)}\s*=\s*$", text)
-    if match is None:
-        return value.number_span
-    return ast.Span(line, match.start() + 1, line, match.start() + 1 + len(value.name))
 
 
 # --- enums ----------------------------------------------------------------------------------
@@ -261,7 +251,7 @@ def _enum_zero_suffix(program: Program, schema: ast.Schema) -> Iterator[Hit]:
         for value in decl.values:
             if value.number == 0 and not value.name.endswith("_UNSPECIFIED"):
                 yield Hit(
-                    _name_span(program, schema, value),
+                    value.name_span,
                     f"the zero value {value.name} of enum {decl.name} does not end in _UNSPECIFIED",
                     f"use {to_upper_snake(decl.name)}_UNSPECIFIED",
                 )

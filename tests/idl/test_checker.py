@@ -185,3 +185,13 @@ def test_unknown_type_hints_name_scalars_and_familiar_aliases() -> None:
     text = "package p.v1;\nmessage M {\n  int a = 1;\n  strin b = 2;\n  Double c = 3;\n}\n"
     hints = [d.hint for d in load_text(text).diagnostics]
     assert hints == ["write int32 or int64", "did you mean string?", "write float64"]
+
+
+def test_enum_value_diagnostics_point_at_the_name_token() -> None:
+    """The parser records each enum value's name span: a comment naming the value before it
+    (which a search of the source text could match) does not move the diagnostic."""
+    text = "package p.v1;\nenum E {\n  A = 0;\n  @deprecated // A again\n  A = 1;\n}\n"
+    [diagnostic] = load_text(text, "e.rpc").diagnostics
+    assert diagnostic.code == "duplicate-name"
+    assert (diagnostic.span.line, diagnostic.span.column) == (5, 3)
+    assert (diagnostic.span.end_line, diagnostic.span.end_column) == (5, 4)

@@ -271,3 +271,9 @@ def test_checker_duplicate_is_dropped() -> None:
 )
 def test_name_conversions(name: str, pascal: str, snake: str, upper: str) -> None:
     assert (to_pascal(name), to_snake(name), to_upper_snake(name)) == (pascal, snake, upper)
+
+
+def test_enum_value_name_on_its_own_line() -> None:
+    """The finding marks the value's name even when ``=`` and the number are on a later line."""
+    text = HEAD + "enum E {\n  e_unspecified\n    = 0;\n}\n"
+    assert codes_at(text)["ENUM_VALUE_UPPER_SNAKE_CASE"] == [(3, 3)]
