@@ -11,6 +11,7 @@ retry throttle (`ChannelPolicy` holds the channel's defaults). A failure to reac
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Mapping
@@ -24,7 +25,7 @@ from .config import ClientConfig
 from .connection import ALPN
 from .descriptors import MethodDescriptor, RequestT, ResponseT
 from .errors import RpcError
-from .framing import RequestHeader, Trailer
+from .framing import RequestHeader, Trailer, method_id
 from .policies.channel_policy import ChannelPolicy
 from .policies.counters import PolicyCounters
 from .policies.executor import AttemptFn, AttemptSpec
@@ -209,14 +210,23 @@ class ClientChannel:
             timeout = spec.deadline - protocol.loop.time()
             if timeout <= 0:
                 raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded", not_processed=True)
-        header = RequestHeader(
-            path=method.path,
-            timeout=timeout,
-            idempotency_key=spec.idempotency_key,
-            attempt=spec.attempt_number,
-            is_hedge=spec.is_hedge,
-            metadata=spec.metadata or {},
-        )
+        if (
+            timeout is None
+            and spec.idempotency_key is None
+            and spec.attempt_number == 1
+            and not spec.is_hedge
+            and not spec.metadata
+        ):
+            header = _plain_header(method.path)
+        else:
+            header = RequestHeader(
+                path=method.path,
+                timeout=timeout,
+                idempotency_key=spec.idempotency_key,
+                attempt=spec.attempt_number,
+                is_hedge=spec.is_hedge,
+                metadata=spec.metadata or {},
+            )
         if message is None:
             stream_id = protocol.core.send_request(header)
         else:
@@ -475,6 +485,13 @@ class _Untouched(Generic[T]):
         if self._iterator is None:
             self._iterator = aiter(self._source)
         return await anext(self._iterator)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_header(path: str) -> RequestHeader:
+    """The header of a first attempt without deadline, key or metadata: one per method, shared
+    (headers are immutable), so the usual call builds none."""
+    return RequestHeader(path=path, method_id=method_id(path))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

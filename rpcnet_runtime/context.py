@@ -8,6 +8,8 @@ from types import MappingProxyType
 
 __all__ = ["CallContext", "current_call"]
 
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
 
 class CallContext:
     """The call a handler serves: deadline, metadata, idempotency key, attempt and peer.
@@ -47,7 +49,9 @@ class CallContext:
         """The wire name, ``package.Service/Method``."""
         self._clock = clock
         self.deadline = deadline
-        self.metadata: Mapping[str, str] = MappingProxyType(dict(metadata or {}))
+        self.metadata: Mapping[str, str] = (
+            MappingProxyType(dict(metadata)) if metadata else _NO_METADATA
+        )
         self.idempotency_key = idempotency_key
         self.attempt = attempt
         """1 for the first attempt, 2 for the first retry or hedge, and so on."""

@@ -26,7 +26,7 @@ from .codec import pack, unpack
 from .context import CallContext, _current_call
 from .descriptors import MethodDescriptor, MethodKind
 from .errors import RpcError, SchemaError
-from .framing import Trailer
+from .framing import OK_TRAILER, Trailer
 from .policies.dedupe import ClaimKind, IdempotencyStore, request_fingerprint
 from .protocol import CallInbox, TooManyMessages, decode_message
 from .status import Status
@@ -68,20 +68,36 @@ class Route:
 
 
 class ServerCall:
-    """A call being served: its stream, inbound messages, context and task."""
+    """A call being served: its stream, inbound messages, context and task.
 
-    __slots__ = ("cancel_status", "ctx", "inbox", "queued", "stream_id", "task", "ticket")
+    A single-message request that arrived whole (header, message and FIN at once, the usual
+    unary call) has no inbox: its message waits in `request`.
+    """
+
+    __slots__ = (
+        "cancel_status",
+        "ctx",
+        "inbox",
+        "queued",
+        "request",
+        "stream_id",
+        "task",
+        "ticket",
+    )
 
     def __init__(
         self,
         stream_id: int,
-        inbox: CallInbox,
+        inbox: CallInbox | None,
         ctx: CallContext,
         ticket: int = 0,
         queued: bool = False,
+        request: bytes = b"",
     ) -> None:
         self.stream_id = stream_id
         self.inbox = inbox
+        self.request = request
+        """The whole request's one message, when `inbox` is None."""
         self.ctx = ctx
         self.ticket = ticket
         """The load shedder's ticket (0: no admission control)."""
@@ -93,6 +109,8 @@ class ServerCall:
 
 
 async def _read_payload(call: ServerCall) -> bytes:
+    if call.inbox is None:
+        return call.request
     try:
         payloads = await call.inbox.wait_ended()
     except TooManyMessages:
@@ -185,6 +203,7 @@ async def _invoke_once(store: IdempotencyStore, call: ServerCall, route: Route, 
 
 
 async def _requests(call: ServerCall, method: MethodDescriptor[Any, Any]) -> AsyncIterator[Any]:
+    assert call.inbox is not None  # client-streaming calls always have one
     while (payload := await call.inbox.get()) is not None:
         yield decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
 
@@ -206,7 +225,13 @@ async def _invoke(protocol: ServerProtocol, call: ServerCall, route: Route) -> A
         store = protocol.server.idempotency_store
         if key and store is not None and method.policy.idempotent:
             return await _invoke_once(store, call, route, key)
-        response = await handler(await _read_one(call, method), call.ctx)
+        if call.inbox is None:  # the request arrived whole: no waiting, one frame less
+            request = decode_message(
+                method.request_type, call.request, "request", Status.INVALID_ARGUMENT
+            )
+        else:
+            request = await _read_one(call, method)
+        response = await handler(request, call.ctx)
         return response.to_wire()
     if kind is MethodKind.UNARY_STREAM:
         await _stream_out(protocol, call, handler(await _read_one(call, method), call.ctx))
@@ -262,7 +287,8 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
                     if call.queued:
                         await _wait_turn(protocol, call)
                     last = await _invoke(protocol, call, route)
-            trailer = Trailer(Status.OK, metadata=ctx.response_metadata)
+            metadata = ctx.response_metadata
+            trailer = Trailer(Status.OK, metadata=metadata) if metadata else OK_TRAILER
         except _StoredOutcome as stored:
             trailer = stored.trailer
         except asyncio.CancelledError:

@@ -1,4 +1,8 @@
-"""What `RpcConnection.handle_event` reports: past-tense facts about calls and the connection."""
+"""What `RpcConnection.handle_event` reports: past-tense facts about calls and the connection.
+
+Treat every event as read-only. The ones built for every call (a request, a message, an end,
+a trailer) are not frozen dataclasses only because a frozen one costs twice as much to build.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ class ConnectionTerminated(RpcEvent):
     """The calls that were open when the connection ended."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived(RpcEvent):
     """Server: a new call's header arrived on `stream_id`.
 
@@ -59,7 +63,7 @@ class RequestReceived(RpcEvent):
     """True when the request stream ended too."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageReceived(RpcEvent):
     """A message frame arrived; `payload` is its msgpack bytes."""
 
@@ -70,14 +74,14 @@ class MessageReceived(RpcEvent):
     application took the message, so the peer may send more."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputEnded(RpcEvent):
     """Server: the caller finished sending (FIN after whole frames)."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TrailerReceived(RpcEvent):
     """Client: the call ended with this trailer; the call is over.
 

@@ -33,6 +33,7 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "FrameType",
+    "OK_TRAILER",
     "RequestHeader",
     "Trailer",
     "decode_header",
@@ -292,7 +293,7 @@ def decode_trailer(payload: bytes) -> Trailer:
     A status number this implementation does not know becomes UNKNOWN.
     """
     if payload == _OK_PAYLOAD:
-        return _OK
+        return OK_TRAILER
     what = "trailer"
     data = _load_map(payload, what)
     code = _get(data, T_STATUS, int, what, "status")
@@ -316,7 +317,8 @@ def decode_trailer(payload: bytes) -> Trailer:
 
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
 _OK_PAYLOAD = _OK_TRAILER[PREFIX_SIZE:]
-_OK = Trailer(Status.OK, metadata=MappingProxyType({}))
+OK_TRAILER = Trailer(Status.OK, metadata=_NO_METADATA)
+"""The trailer of a successful call with no metadata (shared: trailers are immutable)."""
 
 
 class FrameDecoder:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 import sys
 from collections import deque
@@ -116,6 +117,26 @@ def drain_icmp_errors(transport: asyncio.BaseTransport | None, limit: int = 16) 
                 sock.recvmsg(1, 1024, flag | socket.MSG_DONTWAIT)
             except OSError:
                 return
+
+
+def quicken_debug_log(quic: QuicConnection) -> None:
+    """Make aioquic's per-stream debug messages cheap while debug logging is off.
+
+    aioquic logs a debug line for every stream it opens and discards, through a LoggerAdapter
+    whose `debug` takes three calls to find it has nothing to do; this one takes one check.
+    Enabling debug logging for ``quic`` later still shows every message.
+    """
+    adapter: Any = getattr(quic, "_logger", None)
+    if not isinstance(adapter, logging.LoggerAdapter) or adapter.logger is None:
+        return
+    enabled_for = adapter.logger.isEnabledFor
+    log = adapter.log
+
+    def debug(msg: object, *args: object, **kwargs: Any) -> None:
+        if enabled_for(logging.DEBUG):
+            log(logging.DEBUG, msg, *args, **kwargs)
+
+    adapter.debug = debug
 
 
 class TooManyMessages(Exception):
@@ -253,6 +274,7 @@ class RpcProtocol(QuicConnectionProtocol):
             max_frame_size=config.max_frame_size,
             receive_window=config.receive_window,
         )
+        quicken_debug_log(quic)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._keepalive: asyncio.TimerHandle | None = None
         self.terminated = False

@@ -59,7 +59,7 @@ class ServerProtocol(RpcProtocol):
     def rpc_event_received(self, event: RpcEvent) -> None:
         if isinstance(event, MessageReceived):
             call = self.calls.get(event.stream_id)
-            if call is not None:
+            if call is not None and call.inbox is not None:
                 call.inbox.push(event.payload, event.size)
         elif isinstance(event, RequestReceived):
             if self.sending_stopped(event.stream_id):
@@ -67,22 +67,16 @@ class ServerProtocol(RpcProtocol):
                 # so no reset was reported for the call): run nothing, answer nothing.
                 self.core.cancel(event.stream_id)
                 return
-            self.server._dispatch(self, event.stream_id, event.header)
-            if event.message is not None or event.ended:
-                call = self.calls.get(event.stream_id)
-                if call is not None:
-                    if event.message is not None:
-                        call.inbox.push(event.message, len(event.message) + 5)
-                    if event.ended:
-                        call.inbox.finish()
+            self.server._dispatch(self, event)
         elif isinstance(event, InputEnded):
             call = self.calls.get(event.stream_id)
-            if call is not None:
+            if call is not None and call.inbox is not None:
                 call.inbox.finish()
         elif isinstance(event, CallReset | CallFailed):
             call = self.calls.pop(event.stream_id, None)
             if call is not None:
-                call.inbox.fail(asyncio.CancelledError())
+                if call.inbox is not None:
+                    call.inbox.fail(asyncio.CancelledError())
                 self._cancel(call)
         elif isinstance(event, ConnectionReady):
             self._authenticate()
@@ -286,7 +280,8 @@ class Server:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def _dispatch(self, protocol: ServerProtocol, stream_id: int, header: RequestHeader) -> None:
+    def _dispatch(self, protocol: ServerProtocol, event: RequestReceived) -> None:
+        stream_id, header = event.stream_id, event.header
         if self._draining:
             protocol.finish(
                 stream_id,
@@ -334,8 +329,16 @@ class Server:
                 return
             ticket = admission.ticket
             queued = admission.decision is AdmissionDecision.QUEUE
-        inbox = CallInbox(protocol, stream_id, single=route.single_request)
-        call = ServerCall(stream_id, inbox, ctx, ticket, queued)
+        message = event.message
+        if message is not None and event.ended and route.single_request:
+            call = ServerCall(stream_id, None, ctx, ticket, queued, message)
+        else:
+            inbox = CallInbox(protocol, stream_id, single=route.single_request)
+            if message is not None:
+                inbox.push(message, len(message) + 5)
+            if event.ended:
+                inbox.finish()
+            call = ServerCall(stream_id, inbox, ctx, ticket, queued)
         protocol.calls[stream_id] = call
         task = loop.create_task(run_call(protocol, call, route))
         call.task = task
