@@ -1,6 +1,6 @@
 """rpcnet's runtime against raw aioquic, grpc.aio (TLS) and grpclib (TLS) on 127.0.0.1.
 
-    python bench/bench_runtime.py [--duration 2] [--rounds 3] [--quick] [--datagram 16384]
+    python bench/bench_runtime.py [--duration 2] [--rounds 3] [--quick] [--datagram 16384,...]
                                   [--sockbuf 0] [--stacks rpcnet,aioquic,...] [--json FILE]
                                   [--profile DIR] [--uvloop]
 
@@ -15,8 +15,11 @@ Workloads (one unary echo method everywhere; the reply carries the request's pay
 - bulk: MB/s of 64 KiB payloads with 8 callers (MB = 10^6 payload bytes one way; the echo
   moves as much again back).
 
-``--datagram N`` (default 16384; 0 disables) adds rpcnet and raw aioquic with N-byte QUIC
-datagrams (aioquic 1.7.2 breaks at 32768). ``--profile DIR`` afterwards profiles rpcnet's client
+``--datagram N[,M...]`` (default 16384; 0 disables) adds rpcnet and raw aioquic with N-byte QUIC
+datagrams (``--stacks rpcnet@N`` names one directly); the plain ``rpcnet`` stack uses the runtime's
+own loopback choice, plain ``aioquic`` aioquic's 1,200 bytes. Above 16,383 bytes raw aioquic
+runs with rpcnet's frame splitter (aioquic 1.7.2 alone corrupts STREAM frames that long), the
+only rpcnet code in it. ``--profile DIR`` afterwards profiles rpcnet's client
 and server at concurrency 64 with cProfile and prints the top functions.
 """
 
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers.common import Client, Setup, process_cpu, self_cpu
 from _peers.grpc_peers import compile_proto
-from _peers.process import Stack, run_server, stacks
+from _peers.process import Stack, run_server, stack_named, stacks
 
 from rpcnet_runtime.certs import write_dev_certs
 
@@ -162,14 +165,12 @@ async def run_workload(peer: Peer, workload: str, duration: float) -> None:
 # -- process management -------------------------------------------------------------------------
 
 
-def start_peers(chosen: list[Stack], datagram: int, setup: Setup) -> list[Peer]:
+def start_peers(chosen: list[Stack], setup: Setup) -> list[Peer]:
     ctx = multiprocessing.get_context("spawn")
     peers = []
     for stack in chosen:
         ours, theirs = ctx.Pipe()
-        process = ctx.Process(
-            target=run_server, args=(stack.name, datagram, setup, theirs), daemon=True
-        )
+        process = ctx.Process(target=run_server, args=(stack.name, setup, theirs), daemon=True)
         process.start()
         theirs.close()
         peers.append(Peer(stack, process, ours))
@@ -211,7 +212,9 @@ async def stop_peers(peers: list[Peer]) -> None:
 
 async def run(args: argparse.Namespace, setup: Setup) -> list[Peer]:
     chosen = [s for s in stacks(args.datagram) if not args.stacks or s.name in args.stacks]
-    peers = start_peers(chosen, args.datagram, setup)
+    named = {s.name for s in chosen}
+    chosen += [stack_named(n) for n in sorted(args.stacks) if "@" in n and n not in named]
+    peers = start_peers(chosen, setup)
     try:
         await connect_peers(peers, setup)
         live = [p for p in peers if p.client is not None]
@@ -370,9 +373,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 0.3 s")
     parser.add_argument(
         "--datagram",
-        type=int,
-        default=16384,
-        help="also run rpcnet and aioquic with this QUIC datagram size (0: no)",
+        type=lambda s: [int(n) for n in s.split(",") if n.strip()],
+        default=[16384],
+        help="also run rpcnet and aioquic with these QUIC datagram sizes, comma-separated (0: no)",
     )
     parser.add_argument(
         "--sockbuf",
@@ -415,8 +418,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration, args.rounds, args.warmup = 0.3, 1, 0.1
     if args.duration <= 0 or args.rounds < 1:
         parser.error("--duration must be positive and --rounds at least 1")
-    if args.datagram and not 1200 <= args.datagram <= 65527:
-        parser.error("--datagram must be between 1200 and 65527 (or 0)")
+    if any(n and not 1200 <= n <= 65507 for n in args.datagram):
+        parser.error("--datagram sizes must be between 1200 and 65507 (or 0)")
     return args
 
 

@@ -8,10 +8,13 @@ from .framing import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["LOOPBACK_DATAGRAM_SIZE", "MAX_DATAGRAM_SIZE", "ClientConfig", "ServerConfig"]
 
-LOOPBACK_DATAGRAM_SIZE = 16_000
-"""Loopback carries 64 KiB datagrams; aioquic 1.7 handles about 16 KB well (32 KB and more
-fail inside it), and larger datagrams mean fewer packets to encrypt and acknowledge."""
-MAX_DATAGRAM_SIZE = 16_384
+LOOPBACK_DATAGRAM_SIZE = 64_000
+"""Loopback carries UDP payloads up to 65,507 bytes, and aioquic's cost is per packet, so big
+datagrams move bulk data with far fewer packets to build, encrypt and acknowledge. Above
+16,383 bytes aioquic 1.7 needs `stream_frames.install_frame_splitter`, which every
+`RpcConnection` installs."""
+MAX_DATAGRAM_SIZE = 64_000
+"""Largest accepted `max_datagram_size` (below the 65,507-byte UDP limit, with room for IPv6)."""
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:

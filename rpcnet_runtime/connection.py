@@ -26,6 +26,8 @@ Rules the core enforces:
    stream's credit is ``consumed + receive_window``, or just enough to finish the frame in
    progress, so a slow reader holds at most ``receive_window + max_frame_size`` unread bytes
    per call. The shell reports what the application took with `consume`.
+6. Datagrams above 16 KB (loopback) work: `stream_frames.install_frame_splitter` keeps every
+   STREAM and CRYPTO frame within aioquic's two-byte frame length.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from .framing import (
     encode_trailer,
 )
 from .status import Status
+from .stream_frames import install_frame_splitter
 
 __all__ = [
     "ALPN",
@@ -125,6 +128,7 @@ class RpcConnection:
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
         _install_credit_rule(quic, self)
+        install_frame_splitter(quic)
 
     # -- inputs from aioquic -------------------------------------------------------------
 

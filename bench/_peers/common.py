@@ -32,8 +32,9 @@ class Setup:
     server_key: str
     workdir: str
     """Temp directory holding generated code (rpcnet schema, protobuf modules) on sys.path."""
-    datagram_size: int = 1200
-    """QUIC max_datagram_size for the QUIC stacks."""
+    datagram_size: int | None = None
+    """QUIC max_datagram_size for the QUIC stacks; None: each stack's default (rpcnet: the
+    runtime's loopback choice; raw aioquic: 1,200 bytes)."""
     sockbuf: int = 0
     """SO_RCVBUF/SO_SNDBUF for the QUIC stacks' UDP sockets; 0 keeps the OS default."""
     uvloop: bool = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from .grpc_peers import GrpcAioClient, GrpcAioServer, GrpclibClient, GrpclibServ
 from .raw_aioquic import RawClient, RawServer
 from .rpcnet_peer import RpcnetClient, RpcnetServer
 
-__all__ = ["STACKS", "Stack", "run_server", "stacks"]
+__all__ = ["STACKS", "Stack", "run_server", "stack_named", "stacks"]
 
 
 class _Server(Protocol):
@@ -52,19 +52,29 @@ STACKS = {
 }
 
 
-def stacks(datagram: int) -> list[Stack]:
-    """The four stacks, plus rpcnet and raw aioquic with `datagram`-byte datagrams if > 1200."""
+def stacks(datagrams: Sequence[int] = ()) -> list[Stack]:
+    """The four stacks, plus rpcnet and raw aioquic with N-byte datagrams for each N >= 1200."""
     chosen = list(STACKS.values())
-    if datagram > 1200:
-        suffix = f"@{datagram}"
-        chosen.append(Stack("rpcnet" + suffix, RpcnetServer, RpcnetClient.open, datagram))
-        chosen.append(Stack("aioquic" + suffix, RawServer, RawClient.open, datagram))
+    for datagram in datagrams:
+        if datagram >= 1200:
+            suffix = f"@{datagram}"
+            chosen.append(Stack("rpcnet" + suffix, RpcnetServer, RpcnetClient.open, datagram))
+            chosen.append(Stack("aioquic" + suffix, RawServer, RawClient.open, datagram))
     return chosen
 
 
-def run_server(name: str, datagram: int, setup: Setup, conn: Connection) -> None:
+def stack_named(name: str) -> Stack:
+    """The stack called `name` (``rpcnet@N`` and ``aioquic@N`` for any N)."""
+    size = name.partition("@")[2]
+    found = {s.name: s for s in stacks([int(size)] if size else [])}.get(name)
+    if found is None:
+        raise ValueError(f"unknown stack {name!r}")
+    return found
+
+
+def run_server(name: str, setup: Setup, conn: Connection) -> None:
     """Process entry point: serve stack `name` on 127.0.0.1 until told to stop."""
-    stack = {s.name: s for s in stacks(datagram)}[name]
+    stack = stack_named(name)
     runner: Any = asyncio.run
     if setup.uvloop:
         import uvloop  # type: ignore[import-not-found, unused-ignore]

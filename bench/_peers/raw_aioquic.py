@@ -4,6 +4,8 @@ The message is a msgpack map ``{1: body}`` (the shape of an rpcnet message) behi
 length prefix; the server decodes it, and echoes it back re-encoded on the same stream. Sends
 made by application code schedule one `transmit` for the end of the loop iteration (as rpcnet
 does), so concurrent calls share packets; ``batch=False`` transmits after every send instead.
+Datagrams above 16,383 bytes use rpcnet's frame splitter, without which aioquic 1.7.2 cannot
+send them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
 
+from rpcnet_runtime.stream_frames import MAX_FRAME_LENGTH, install_frame_splitter
+
 from .common import Setup, frame, parse_frame, set_socket_buffers
 
 ALPN = "bench-raw"
@@ -32,6 +36,8 @@ class _Batching(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flush_scheduled = False
+        if self._quic._max_datagram_size > MAX_FRAME_LENGTH:
+            install_frame_splitter(self._quic)  # aioquic 1.7.2 alone breaks above 16 KB
 
     def send_soon(self) -> None:
         if not self.batch:
@@ -108,7 +114,7 @@ def _configuration(setup: Setup, *, is_client: bool) -> QuicConfiguration:
         is_client=is_client,
         alpn_protocols=[ALPN],
         idle_timeout=30.0,
-        max_datagram_size=setup.datagram_size,
+        max_datagram_size=setup.datagram_size or 1200,
         server_name="localhost" if is_client else None,
     )
     if is_client:

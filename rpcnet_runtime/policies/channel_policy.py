@@ -85,4 +85,5 @@ class ChannelPolicy:
             default_timeout=self.default_timeout,
             attempts_enforce_deadline=True,
             retries_enabled=self.retries_enabled,
+            stable_endpoints=True,  # throttle_for / breaker_for above answer the same each time
         )

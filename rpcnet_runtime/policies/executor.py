@@ -18,28 +18,30 @@ only waits (on the injected `Clock`), launches and cancels.
   attempt): their requests are consumed as they are sent. Bidirectional calls are not retried.
 
 The loops live in `retry_loop`, `hedge_loop` and `stream_loop`; the state they share in
-`call_state`; `AttemptSpec` and the key rule in `spec`. This module is the facade.
+`call_state`; `AttemptSpec` and the key rule in `spec`; per-method decisions in `method_plan`.
+Settings, plans and endpoint state are in `executor_base`. This module is the facade; it runs
+the plain unary call (no retry, no hedge: one inline attempt) itself, in `unary`'s own frame,
+with no call object and, when the call has no deadline, key or metadata, no new objects at all.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..channel import CallOptions
-from ..clock import Clock
-from ..descriptors import MethodDescriptor, MethodPolicy
-from .breaker import BreakerConfig, CircuitBreaker
-from .call_state import BREAKER_FAILURES, CallState
-from .counters import PolicyCounters
-from .deadline import call_deadline, inherited_deadline
+from ..context import current_call
+from ..descriptors import MethodDescriptor
+from ..errors import RpcError
+from ..status import Status
+from .call_state import BREAKER_FAILURES, open_error, record_failure
+from .deadline import call_deadline
+from .executor_base import ExecutorBase
 from .hedge_loop import run_hedged
+from .method_plan import Loop, unary_loop
 from .retry_loop import run_once, run_retried
 from .spec import NO_METADATA, AttemptFn, AttemptSpec, StreamAttemptFn, choose_idempotency_key
 from .stream_loop import run_streamed
-from .throttle import RetryThrottle
 
 __all__ = [
     "BREAKER_FAILURES",
@@ -52,103 +54,19 @@ __all__ = [
 
 T = TypeVar("T")
 
+_FIRST_PLAIN = AttemptSpec(
+    attempt_number=1, is_hedge=False, idempotency_key=None, deadline=None, metadata=NO_METADATA
+)
+"""The spec of a plain call's only attempt (immutable, so shared by every such call)."""
 
-class PolicyExecutor:
-    """Applies timeouts, retries, hedging, the breaker and the throttle to calls."""
 
-    def __init__(
-        self,
-        *,
-        clock: Clock,
-        rng: random.Random | None = None,
-        throttle_for: Callable[[str], RetryThrottle | None] | None = None,
-        breaker_for: Callable[[str], CircuitBreaker | None] | None = None,
-        counters: PolicyCounters | None = None,
-        inherit_deadline: bool = True,
-        default_timeout: float | None = None,
-        breaker_config: BreakerConfig | None = None,
-        attempts_enforce_deadline: bool = False,
-        retries_enabled: bool = True,
-    ) -> None:
-        """
-        :param throttle_for: the retry throttle of an endpoint (default: one `RetryThrottle`
-            per endpoint); return None to disable throttling.
-        :param breaker_for: the breaker of an endpoint (default: one `CircuitBreaker` per
-            endpoint, configured by `breaker_config`); return None to disable it.
-        :param inherit_deadline: take the running handler's deadline into account.
-        :param default_timeout: the channel's default deadline, in seconds, for methods whose
-            schema sets no ``@timeout`` (a call's ``timeout=`` still wins).
-        :param attempts_enforce_deadline: the attempt functions end themselves at
-            `AttemptSpec.deadline` (raising DEADLINE_EXCEEDED), as the QUIC channel's do; a call
-            that cannot retry or hedge then runs its one attempt inline, with no task of its own.
-        :param retries_enabled: False: every call makes one attempt, whatever its policy says.
-        """
-        if default_timeout is not None and default_timeout <= 0:
-            raise ValueError(f"default_timeout must be > 0, got {default_timeout}")
-        self.default_timeout = default_timeout
-        self.breaker_config = breaker_config
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.counters = counters or PolicyCounters()
-        self._throttles: dict[str, RetryThrottle] = {}
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._throttle_for = throttle_for or self._default_throttle
-        self._breaker_for = breaker_for or self._default_breaker
-        self._inherit = inherit_deadline
-        self._inline = attempts_enforce_deadline
-        self.retries_enabled = retries_enabled
+class PolicyExecutor(ExecutorBase):
+    """Applies timeouts, retries, hedging, the breaker and the throttle to calls.
 
-    def _default_throttle(self, endpoint: str) -> RetryThrottle:
-        return self._throttles.setdefault(endpoint, RetryThrottle())
-
-    def _default_breaker(self, endpoint: str) -> CircuitBreaker:
-        breaker = self._breakers.get(endpoint)
-        if breaker is None:
-            breaker = CircuitBreaker(
-                self.breaker_config, name=endpoint, listener=self.counters.on_breaker_transition
-            )
-            self._breakers[endpoint] = breaker
-        return breaker
-
-    def _call(
-        self,
-        policy: MethodPolicy,
-        request: object,
-        options: CallOptions,
-        endpoint: str,
-        replayable: Callable[[], bool] | None = None,
-    ) -> CallState:
-        """The state of a new logical call (counted), with the channel's defaults applied."""
-        if policy.timeout is None and self.default_timeout is not None:
-            policy = replace(policy, timeout=self.default_timeout)
-        if not self.retries_enabled and (policy.retry is not None or policy.hedge is not None):
-            policy = replace(policy, retry=None, hedge=None)
-        inherited = inherited_deadline() if self._inherit else None
-        started: float | None = None
-        if options.timeout is None and policy.timeout is None:
-            deadline = inherited  # the plain path: nothing to combine or validate
-        else:
-            started = now = self.clock.now()
-            deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
-        key = choose_idempotency_key(policy, request, options, self.rng)
-        metadata = NO_METADATA if options.metadata is None else dict(options.metadata)
-        return CallState(
-            clock=self.clock,
-            counters=self.counters,
-            rng=self.rng,
-            policy=policy,
-            deadline=deadline,
-            started=started,
-            key=key,
-            metadata=metadata,
-            throttle=self._throttle_for(endpoint),
-            breaker=self._breaker_for(endpoint),
-            endpoint=endpoint,
-            inline=self._inline,
-            replayable=replayable,
-        )
-
-    # -- the call kinds ---------------------------------------------------------------------------
+    Constructed with the keywords of `ExecutorBase` (clock, rng, throttle_for, breaker_for,
+    counters, inherit_deadline, default_timeout, breaker_config, attempts_enforce_deadline,
+    retries_enabled, stable_endpoints).
+    """
 
     async def unary(
         self,
@@ -166,16 +84,83 @@ class PolicyExecutor:
             the request stream can still be sent again (no hedging then, and no retry once it
             returns False).
         """
-        policy = method.policy
-        if replayable is not None and policy.hedge is not None:
-            policy = replace(policy, hedge=None)
-        call = self._call(policy, request, options, endpoint, replayable)
-        policy = call.policy
-        if policy.hedge is not None and policy.idempotent:
-            return await run_hedged(call, attempt)
-        if self._inline and policy.retry is None and policy.attempt_timeout is None:
-            return await run_once(call, attempt)
-        return await run_retried(call, attempt)
+        plan = self._plans.get(id(method))
+        if plan is None or plan.method is not method:
+            plan = self._plan(method)
+        if replayable is not None or plan.loop is not Loop.ONCE:
+            if replayable is None:
+                policy, loop = plan.policy, plan.loop
+            else:
+                policy = plan.replayable_policy()
+                loop = unary_loop(policy, self._inline)
+            call = self._call(policy, request, options, endpoint, replayable)
+            if loop is Loop.HEDGED:
+                return await run_hedged(call, attempt)
+            if loop is Loop.ONCE:
+                return await run_once(call, attempt)
+            return await run_retried(call, attempt)
+
+        # The plain call: what `_call` and `run_once` do, building only what is asked for.
+        policy = plan.policy
+        clock = self.clock
+        counters = self.counters
+        inherited = None
+        if self._inherit and (serving := current_call()) is not None:
+            inherited = serving.deadline
+        now: float | None = None
+        if options.timeout is None and plan.timeout is None:
+            deadline = inherited
+        else:
+            now = clock.now()
+            deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
+        if plan.caller_key_only:
+            key = options.idempotency_key or None
+        else:
+            key = choose_idempotency_key(policy, request, options, self.rng)
+        metadata = NO_METADATA if options.metadata is None else dict(options.metadata)
+        last = self._last_endpoint
+        _, throttle, breaker = (
+            last if last is not None and last[0] == endpoint else self._endpoint(endpoint)
+        )
+        counters.calls += 1
+        if deadline is not None or breaker is not None:
+            if now is None:
+                now = clock.now()
+            if deadline is not None and now >= deadline:
+                counters.deadline_exceeded += 1
+                raise RpcError(
+                    Status.DEADLINE_EXCEEDED,
+                    "deadline exceeded after 0 attempt(s)",
+                    not_processed=True,
+                )
+            if breaker is not None and not breaker.allow(now):
+                counters.breaker_rejections += 1
+                raise open_error(endpoint)
+        counters.attempts += 1
+        if deadline is None and key is None and metadata is NO_METADATA:
+            spec = _FIRST_PLAIN
+        else:
+            spec = AttemptSpec(1, False, key, deadline, metadata)
+        try:
+            response = await attempt(spec)
+        except RpcError as failure:
+            record_failure(clock, policy, throttle, breaker, failure)
+            if (
+                failure.status is Status.DEADLINE_EXCEEDED
+                and deadline is not None
+                and clock.now() >= deadline
+            ):
+                counters.deadline_exceeded += 1
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release(clock.now())
+            raise
+        if throttle is not None:
+            throttle.record_success()
+        if breaker is not None:
+            breaker.record_success(clock.now())
+        return response
 
     async def single(
         self,
@@ -190,7 +175,7 @@ class PolicyExecutor:
 
         The deadline, the breaker, the idempotency key and the counters still apply.
         """
-        policy = replace(method.policy, retry=None, hedge=None)
+        policy = self._plan(method).single_policy()
         return await run_retried(self._call(policy, request, options, endpoint), attempt)
 
     def server_stream(
@@ -205,5 +190,5 @@ class PolicyExecutor:
     ) -> AsyncIterator[T]:
         """A server-streaming (or bidirectional) call, retried only until its first response
         message arrives (and, with `replayable`, only while that returns True)."""
-        call = self._call(method.policy, request, options, endpoint, replayable)
+        call = self._call(self._plan(method).policy, request, options, endpoint, replayable)
         return run_streamed(call, attempt)

@@ -1,0 +1,136 @@
+"""Datagrams above 16 KB on aioquic 1.7: STREAM frames whose length is not cut to 14 bits.
+
+aioquic 1.7.2 writes the length of every STREAM and CRYPTO frame as a two-byte varint
+(``push_uint16(len | 0x4000)``), and the length of every long-header packet the same way, so a
+frame or a long-header packet above 16,383 bytes is corrupt and the peer fails on it. Loopback
+carries UDP payloads up to 65,507 bytes, and aioquic's cost is per packet and per frame, so big
+datagrams each holding one big frame per stream are the way to move bulk data faster.
+
+`install_frame_splitter` wraps two methods on one `QuicConnection` instance (the class is
+untouched) whose datagrams may exceed 16,383 bytes. Each wrapper calls aioquic's own method with
+a stand-in for the packet builder:
+
+- ``_write_stream_frame`` (once per stream per packet), in a short-header packet with more room
+  than a two-byte length can describe: the stand-in reports 2 bytes less room, and the buffer it
+  hands out writes the frame's length as a varint of up to 4 bytes, taken from the data aioquic
+  pushes next, in place of aioquic's two-byte length. So one frame per stream fills the packet
+  (every receiver parses any varint length). Before the handshake is complete (0-RTT packets
+  have long headers) the frame is kept under `LONG_HEADER_FRAME_CAP` instead.
+- ``_write_crypto_frame`` (one CRYPTO frame per INITIAL or HANDSHAKE packet): the frame is kept
+  under `LONG_HEADER_FRAME_CAP`, so the packet's two-byte length stays valid.
+
+When a packet has no more room than a two-byte length can describe, aioquic's method runs
+unchanged; on connections whose datagrams are at most 16,383 bytes nothing is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aioquic.quic.connection import QuicConnection
+
+__all__ = ["LONG_HEADER_FRAME_CAP", "MAX_FRAME_LENGTH", "install_frame_splitter"]
+
+MAX_FRAME_LENGTH = 16_383
+"""The largest value of a two-byte varint: aioquic's own limit for one frame's length."""
+LONG_HEADER_FRAME_CAP = 12_000
+"""Room given to one frame in a long-header packet, leaving space for the packet's other
+frames (ACK, limits) under its own 16,383-byte length."""
+_EXTRA_LENGTH_BYTES = 2
+"""A 4-byte varint length instead of aioquic's 2 bytes."""
+
+
+class _LengthBuffer:
+    """Forwards a frame's fields to the packet buffer, except that the two-byte length aioquic
+    pushes is dropped and the length is written as a varint just before the data."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self) -> None:
+        self.buffer: Any = None
+
+    def push_uint_var(self, value: int) -> None:
+        self.buffer.push_uint_var(value)
+
+    def push_uint16(self, value: int) -> None:
+        """aioquic's length field (``len | 0x4000``): written by `push_bytes` instead."""
+
+    def push_bytes(self, value: bytes) -> None:
+        self.buffer.push_uint_var(len(value))
+        self.buffer.push_bytes(value)
+
+
+class _BuilderView:
+    """A `QuicPacketBuilder` stand-in for aioquic's frame writers: its free space is `cap` at
+    most (and `reserve` bytes less than the builder's), and with `lengths` set the frames it
+    starts write their length through a `_LengthBuffer`."""
+
+    __slots__ = ("builder", "cap", "lengths", "reserve")
+
+    def __init__(self, cap: int, reserve: int, lengths: _LengthBuffer | None) -> None:
+        self.builder: Any = None
+        self.cap = cap
+        self.reserve = reserve
+        self.lengths = lengths
+
+    @property
+    def remaining_flight_space(self) -> int:
+        space: int = self.builder.remaining_flight_space - self.reserve
+        return space if space < self.cap else self.cap
+
+    @property
+    def quic_logger_frames(self) -> Any:
+        return self.builder.quic_logger_frames
+
+    def start_frame(
+        self,
+        frame_type: int,
+        capacity: int = 1,
+        handler: Callable[..., None] | None = None,
+        handler_args: Sequence[Any] = (),
+    ) -> Any:
+        buffer = self.builder.start_frame(frame_type, capacity, handler, handler_args)
+        lengths = self.lengths
+        if lengths is None:
+            return buffer
+        lengths.buffer = buffer
+        return lengths
+
+
+def install_frame_splitter(quic: QuicConnection) -> None:
+    """Let `quic` send datagrams above 16 KB without corrupt frames (see the module text).
+
+    Does nothing when the connection's datagrams are at most 16,383 bytes. Install it before
+    the connection sends its first packet.
+    """
+    if quic._max_datagram_size <= MAX_FRAME_LENGTH:
+        return
+    write_stream = quic._write_stream_frame
+    write_crypto = quic._write_crypto_frame
+    lengths = _LengthBuffer()
+    long_view = _BuilderView(LONG_HEADER_FRAME_CAP, 0, None)
+    wide_view = _BuilderView(1 << 62, _EXTRA_LENGTH_BYTES, lengths)
+
+    def write_stream_frame(builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+        if builder.remaining_flight_space <= MAX_FRAME_LENGTH:
+            return write_stream(builder, space, stream, max_offset)
+        view = wide_view if quic._handshake_complete else long_view
+        view.builder = builder
+        try:
+            return write_stream(view, space, stream, max_offset)  # type: ignore[arg-type]
+        finally:
+            view.builder = None
+            lengths.buffer = None
+
+    def write_crypto_frame(builder: Any, space: Any, stream: Any) -> bool:
+        if builder.remaining_flight_space <= LONG_HEADER_FRAME_CAP:
+            return write_crypto(builder, space, stream)
+        long_view.builder = builder
+        try:
+            return write_crypto(long_view, space, stream)  # type: ignore[arg-type]
+        finally:
+            long_view.builder = None
+
+    quic._write_stream_frame = write_stream_frame  # type: ignore[method-assign]
+    quic._write_crypto_frame = write_crypto_frame  # type: ignore[method-assign]

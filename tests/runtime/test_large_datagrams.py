@@ -1,0 +1,358 @@
+"""Datagrams above 16 KB: the frame splitter (sans-IO and with fake frame writers) and one real
+loopback QUIC+TLS call moving multi-hundred-KB messages through them."""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aioquic._buffer import Buffer
+from aioquic.buffer import size_uint_var
+from aioquic.quic import events as quic_events
+from aioquic.quic.connection import QuicConnection
+from quic_pair import SERVER_ADDR, Pair
+
+from rpcnet_runtime.certs import DevCerts
+from rpcnet_runtime.config import LOOPBACK_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE
+from rpcnet_runtime.connection import ALPN, RpcConnection
+from rpcnet_runtime.events import MessageReceived, RequestReceived, TrailerReceived
+from rpcnet_runtime.framing import RequestHeader, Trailer
+from rpcnet_runtime.status import Status
+from rpcnet_runtime.stream_frames import (
+    LONG_HEADER_FRAME_CAP,
+    MAX_FRAME_LENGTH,
+    install_frame_splitter,
+)
+from rpcnet_runtime.tls import ClientTLS, ServerTLS
+
+BIG = 64_000
+
+
+def _configs(certs: DevCerts, datagram: int) -> tuple[Any, Any]:
+    server = ServerTLS(certs.server_cert, certs.server_key).quic_configuration(
+        alpn_protocols=[ALPN], idle_timeout=10
+    )
+    client = ClientTLS(ca=certs.ca).quic_configuration(
+        alpn_protocols=[ALPN], idle_timeout=10, server_name="localhost"
+    )
+    for config in (server, client):
+        config.max_datagram_size = datagram
+    return client, server
+
+
+def _big_pair(certs: DevCerts, datagram: int = BIG) -> tuple[Pair, list[int]]:
+    """A handshaken RpcConnection pair with `datagram`-byte datagrams, and a list that
+    collects the size of every datagram either side sends from then on."""
+    client_config, server_config = _configs(certs, datagram)
+    client_quic = QuicConnection(configuration=client_config)
+    server_quic = QuicConnection(
+        configuration=server_config,
+        original_destination_connection_id=client_quic.original_destination_connection_id,
+    )
+    pair = Pair(
+        client=RpcConnection(client_quic, is_client=True, max_frame_size=1 << 20),
+        server=RpcConnection(server_quic, is_client=False, max_frame_size=1 << 20),
+    )
+    client_quic.connect(SERVER_ADDR, now=pair.now)
+    pair.pump()
+    pair.server_events.extend(pair.server.mark_ready())
+    pair.take_client()
+    pair.take_server()
+    sizes: list[int] = []
+    for quic in (client_quic, server_quic):
+        _record_sizes(quic, sizes)
+    return pair, sizes
+
+
+def _record_sizes(quic: QuicConnection, sizes: list[int]) -> None:
+    original = quic.datagrams_to_send
+
+    def datagrams_to_send(now: float) -> list[tuple[bytes, Any]]:
+        out = original(now=now)
+        sizes.extend(len(data) for data, _ in out)
+        return out
+
+    quic.datagrams_to_send = datagrams_to_send  # type: ignore[method-assign]
+
+
+def _count_stream_chunks(quic: QuicConnection) -> list[int]:
+    """Sizes of the STREAM data chunks aioquic hands up (one per frame received in order)."""
+    chunks: list[int] = []
+    original = quic.next_event
+
+    def next_event() -> quic_events.QuicEvent | None:
+        event = original()
+        if isinstance(event, quic_events.StreamDataReceived) and event.data:
+            chunks.append(len(event.data))
+        return event
+
+    quic.next_event = next_event  # type: ignore[method-assign]
+    return chunks
+
+
+def _message(pair: Pair, events: list[Any]) -> bytes:
+    parts: list[bytes | None] = [e.payload for e in events if isinstance(e, MessageReceived)]
+    parts += [e.message for e in events if isinstance(e, RequestReceived | TrailerReceived)]
+    found = [p for p in parts if p is not None]
+    assert len(found) == 1, events
+    body: bytes = found[0]
+    return body
+
+
+# -- sans-IO: whole connections ---------------------------------------------------------------
+
+
+def test_a_request_and_reply_of_300_kb_cross_64_kb_datagrams_intact(
+    dev_certs: DevCerts,
+) -> None:
+    pair, sizes = _big_pair(dev_certs)
+    server_chunks = _count_stream_chunks(pair.server.quic)
+    rng = random.Random(1)
+    payload = rng.randbytes(300_000)
+    stream_id = pair.client.send_request(RequestHeader("/t.S/M"), payload, end_stream=True)
+    pair.pump(max_rounds=200)
+    got = pair.take_server()
+    assert _message(pair, got) == _packed(payload)
+    assert 2 * MAX_FRAME_LENGTH < max(sizes) <= BIG
+    assert max(server_chunks) > 2 * MAX_FRAME_LENGTH  # frames far above 16 KB arrive whole
+
+    reply = rng.randbytes(400_000)
+    pair.server.send_trailer(stream_id, Trailer(Status.OK), reply)
+    pair.pump(max_rounds=200)
+    assert _message(pair, pair.take_client()) == _packed(reply)
+    assert not pair.client.quic._close_pending and not pair.server.quic._close_pending
+
+
+def _packed(data: bytes) -> bytes:
+    # A wire map is what send_request takes; a bytes value travels as msgpack bin.
+    from rpcnet_runtime.codec import pack
+
+    return pack(data)
+
+
+def test_lost_64_kb_datagrams_are_resent_and_the_bytes_still_arrive_intact(
+    dev_certs: DevCerts,
+) -> None:
+    pair, sizes = _big_pair(dev_certs)
+    payload = random.Random(2).randbytes(500_000)
+    pair.client.send_request(RequestHeader("/t.S/M"), payload, end_stream=True)
+    pair.drop = True
+    pair.step()  # the first flight is lost
+    pair.drop = False
+    assert pair.dropped >= 1
+    for _ in range(100):  # retransmission after the probe timeout (bounded)
+        pair.advance(0.05)
+        pair.pump(max_rounds=200)
+        if any(isinstance(e, MessageReceived) for e in pair.server_events):
+            break
+    assert _message(pair, pair.take_server()) == _packed(payload)
+    assert max(sizes) <= BIG
+
+
+def test_1200_byte_datagrams_are_unchanged(dev_certs: DevCerts) -> None:
+    pair, sizes = _big_pair(dev_certs, datagram=1200)
+    payload = random.Random(3).randbytes(50_000)
+    pair.client.send_request(RequestHeader("/t.S/M"), payload, end_stream=True)
+    pair.pump(max_rounds=300)
+    assert _message(pair, pair.take_server()) == _packed(payload)
+    assert max(sizes) <= 1200
+
+
+@pytest.mark.parametrize("splitter", [False, True])
+def test_aioquic_alone_breaks_stream_frames_above_16_kb(
+    dev_certs: DevCerts, splitter: bool
+) -> None:
+    """Why the splitter exists: without it the stream's bytes never arrive whole (corrupt
+    frame lengths). If the False case fails, aioquic no longer needs the splitter."""
+    client_config, server_config = _configs(dev_certs, 32_768)
+    client = QuicConnection(configuration=client_config)
+    server = QuicConnection(
+        configuration=server_config,
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    if splitter:
+        install_frame_splitter(client)
+    now = 0.0
+    client.connect(SERVER_ADDR, now=now)
+    payload = random.Random(5).randbytes(100_000)
+    client.send_stream_data(0, payload, end_stream=True)
+    received = bytearray()
+    for _ in range(40):
+        now += 0.001
+        for src, dst, addr in ((client, server, ("127.0.0.1", 1)), (server, client, SERVER_ADDR)):
+            for data, _ in src.datagrams_to_send(now=now):
+                dst.receive_datagram(data, addr, now=now)
+        event = server.next_event()
+        while event is not None:
+            if isinstance(event, quic_events.StreamDataReceived):
+                received += event.data
+            event = server.next_event()
+    intact = bytes(received) == payload and server._close_event is None
+    assert intact is splitter
+
+
+# -- the wrapper, against a fake frame writer shaped like aioquic's -----------------------------
+
+
+class _FakeBuilder:
+    """Only the builder surface aioquic's frame writers use, over a real aioquic `Buffer`."""
+
+    def __init__(self, space: int) -> None:
+        self.buffer = Buffer(capacity=space)
+        self.space = space
+        self.quic_logger_frames: list[Any] = []
+
+    @property
+    def remaining_flight_space(self) -> int:
+        return self.space - self.buffer.tell()
+
+    def start_frame(
+        self, frame_type: int, capacity: int = 1, handler: Any = None, handler_args: Any = ()
+    ) -> Buffer:
+        assert self.remaining_flight_space >= capacity
+        self.buffer.push_uint_var(frame_type)
+        return self.buffer
+
+
+class _FakeStream:
+    stream_id = 4
+
+    def __init__(self, pending: int) -> None:
+        self.data = bytes(range(256)) * (pending // 256)
+
+
+def _fake_writer(space_seen: list[int], builders_seen: list[Any]) -> Callable[..., int]:
+    """Writes a frame the way aioquic 1.7.2 does, two-byte length included."""
+
+    def write(builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+        room = builder.remaining_flight_space
+        space_seen.append(room)
+        builders_seen.append(builder)
+        overhead = 3 + size_uint_var(stream.stream_id)
+        data, stream.data = stream.data[: room - overhead], stream.data[room - overhead :]
+        buf = builder.start_frame(0x0A, capacity=overhead)
+        buf.push_uint_var(stream.stream_id)
+        buf.push_uint16(len(data) | 0x4000)
+        buf.push_bytes(data)
+        return len(data)
+
+    return write
+
+
+def _installed(
+    datagram: int = BIG, handshake_complete: bool = True
+) -> tuple[Any, list[int], list[Any], list[int]]:
+    quic = QuicConnection.__new__(QuicConnection)  # only the two wrapped methods are used
+    space_seen: list[int] = []
+    builders_seen: list[Any] = []
+    crypto_seen: list[int] = []
+    quic._write_stream_frame = _fake_writer(space_seen, builders_seen)  # type: ignore[method-assign]
+
+    def crypto(builder: Any, space: Any, stream: Any) -> bool:
+        crypto_seen.append(builder.remaining_flight_space)
+        return True
+
+    quic._write_crypto_frame = crypto  # type: ignore[method-assign]
+    quic._max_datagram_size = datagram
+    quic._handshake_complete = handshake_complete
+    install_frame_splitter(quic)
+    return quic, space_seen, builders_seen, crypto_seen
+
+
+def test_a_big_packet_gets_one_frame_with_a_varint_length_that_fits() -> None:
+    quic, _, _, _ = _installed()
+    builder = _FakeBuilder(60_000)
+    stream = _FakeStream(100_000)
+    original = stream.data
+    used = quic._write_stream_frame(builder, None, stream, 1 << 30)
+    assert builder.buffer.tell() <= 60_000
+    written = Buffer(data=builder.buffer.data)
+    assert written.pull_uint_var() == 0x0A
+    assert written.pull_uint_var() == _FakeStream.stream_id
+    length = written.pull_uint_var()
+    assert length == used > MAX_FRAME_LENGTH
+    assert written.pull_bytes(length) == original[:length]
+    assert written.tell() == builder.buffer.tell() >= 60_000 - 2  # the packet is full
+
+
+def test_small_packets_small_datagrams_and_long_headers_keep_aioquic_limits() -> None:
+    quic, _, builders_seen, crypto_seen = _installed()
+    small = _FakeBuilder(1_150)
+    quic._write_stream_frame(small, None, _FakeStream(10_000), 1 << 30)
+    assert builders_seen == [small]  # aioquic's writer, untouched
+    quic._write_crypto_frame(_FakeBuilder(60_000), None, None)
+    assert crypto_seen == [LONG_HEADER_FRAME_CAP]
+    early, early_seen, _, _ = _installed(handshake_complete=False)
+    early._write_stream_frame(_FakeBuilder(60_000), None, _FakeStream(100_000), 1 << 30)
+    assert early_seen == [LONG_HEADER_FRAME_CAP]  # 0-RTT: a frame that fits a long header
+    plain, _, _, _ = _installed(datagram=1200)
+    assert plain._write_stream_frame.__name__ == "write"  # nothing installed
+
+
+def test_loopback_default_uses_big_datagrams() -> None:
+    assert MAX_FRAME_LENGTH < LOOPBACK_DATAGRAM_SIZE <= MAX_DATAGRAM_SIZE <= 65_507
+
+
+# -- real loopback QUIC + TLS ---------------------------------------------------------------------
+
+_GEN_ROOT = Path(__file__).resolve().parents[1] / "integration"
+
+
+@pytest.fixture(scope="module")
+def interop() -> ModuleType:
+    if str(_GEN_ROOT) not in sys.path:
+        sys.path.insert(0, str(_GEN_ROOT))
+    return importlib.import_module("gen.interop")
+
+
+async def test_real_loopback_calls_move_hundreds_of_kb_through_big_datagrams(
+    dev_certs: DevCerts, interop: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rpcnet_runtime import CallContext, ClientConfig, Server, ServerConfig, connect
+
+    sizes: list[int] = []
+    original = QuicConnection.datagrams_to_send
+
+    def recording(self: QuicConnection, now: float) -> list[tuple[bytes, Any]]:
+        out = original(self, now=now)
+        sizes.extend(len(data) for data, _ in out)
+        return out
+
+    monkeypatch.setattr(QuicConnection, "datagrams_to_send", recording)
+
+    class Echo(interop.TestServiceBase):  # type: ignore[misc, name-defined]
+        async def unary_call(self, request: Any, ctx: CallContext) -> Any:
+            return interop.SimpleResponse(payload=request.payload)
+
+    server = Server(
+        "127.0.0.1",
+        0,
+        tls=ServerTLS(dev_certs.server_cert, dev_certs.server_key),
+        config=ServerConfig(max_frame_size=2 << 20),
+    )
+    server.add_service(Echo())
+    await server.start()
+    rng = random.Random(4)
+    try:
+        async with connect(
+            f"127.0.0.1:{server.port}",
+            tls=ClientTLS(ca=dev_certs.ca),
+            config=ClientConfig(max_frame_size=2 << 20),
+        ) as channel:
+            client = interop.TestServiceClient(channel)
+            for size in (300_000, 700_000, 65_536):
+                body = rng.randbytes(size)
+                reply = await client.unary_call(
+                    interop.SimpleRequest(payload=interop.Payload(body=body))
+                )
+                assert reply.payload.body == body
+    finally:
+        await server.stop(grace=0.5)
+    assert max(sizes) > 2 * MAX_FRAME_LENGTH
+    assert max(sizes) <= LOOPBACK_DATAGRAM_SIZE
