@@ -37,13 +37,12 @@ from typing import Any
 
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import (
-    MAX_STREAM_DATA_FRAME_CAPACITY,
     QuicConnection,
     stream_is_client_initiated,
     stream_is_unidirectional,
 )
-from aioquic.quic.packet import QuicFrameType
 
+from .credit import install_credit_rule
 from .events import (
     CallFailed,
     CallReset,
@@ -127,7 +126,7 @@ class RpcConnection:
         """Client stream ids below the highest seen whose first bytes have not arrived."""
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
-        _install_credit_rule(quic, self)
+        install_credit_rule(quic, self.calls, self._credit_due, self.credit_limit)
         install_frame_splitter(quic)
 
     # -- inputs from aioquic -------------------------------------------------------------
@@ -477,41 +476,3 @@ class RpcConnection:
     def _forget_if_done(self, stream_id: int, call: _Call) -> None:
         if call.input_ended and call.output_ended:
             self.calls.pop(stream_id, None)
-
-
-def _install_credit_rule(quic: QuicConnection, core: RpcConnection) -> None:
-    """Replace aioquic's per-stream credit rule on this connection (see rule 5 above)."""
-    default_rule = quic._write_stream_limits
-
-    calls = core.calls
-    due = core._credit_due
-
-    def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
-        # Called for every open stream in every packet: the common cases return first.
-        stream_id = stream.stream_id
-        if stream_id not in calls:
-            if due:
-                due.discard(stream_id)
-            if stream.receiver.is_finished:
-                # Everything was received: no credit to give (RFC 9000 section 3.2).
-                return
-            default_rule(builder, space, stream)
-            return
-        if stream_id in due:
-            due.discard(stream_id)
-            limit = core.credit_limit(stream_id)
-            if limit is not None and limit > stream.max_stream_data_local:
-                stream.max_stream_data_local = limit
-        if stream.max_stream_data_local_sent == stream.max_stream_data_local:
-            return  # nothing new, nothing lost
-        buf = builder.start_frame(
-            QuicFrameType.MAX_STREAM_DATA,
-            capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
-            handler=quic._on_max_stream_data_delivery,
-            handler_args=(stream,),
-        )
-        buf.push_uint_var(stream.stream_id)
-        buf.push_uint_var(stream.max_stream_data_local)
-        stream.max_stream_data_local_sent = stream.max_stream_data_local
-
-    quic._write_stream_limits = write_stream_limits  # type: ignore[method-assign]

@@ -29,11 +29,11 @@ from .status import Status
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "OK_TRAILER",
     "PREFIX_SIZE",
     "FrameDecoder",
     "FrameError",
     "FrameType",
-    "OK_TRAILER",
     "RequestHeader",
     "Trailer",
     "decode_header",

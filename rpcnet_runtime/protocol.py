@@ -136,7 +136,7 @@ def quicken_debug_log(quic: QuicConnection) -> None:
         if enabled_for(logging.DEBUG):
             log(logging.DEBUG, msg, *args, **kwargs)
 
-    adapter.debug = debug
+    adapter.debug = debug  # type: ignore[method-assign]
 
 
 class TooManyMessages(Exception):

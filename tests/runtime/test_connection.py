@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import replace
+from typing import Any
 
 from aioquic import tls
+from aioquic._buffer import Buffer
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet_builder import QuicDeliveryState
 from quic_pair import make_pair
 
 from rpcnet_runtime.certs import DevCerts
@@ -327,8 +331,44 @@ def test_no_credit_frames_for_a_fully_received_stream(dev_certs: DevCerts) -> No
     pair.server.send_trailer(sid, Trailer(Status.OK), {1: "y"})
     stream = pair.server.quic._streams[sid]  # still there until its data is acknowledged
     assert sid not in pair.server.calls and stream.receiver.is_finished
-    stream.max_stream_data_local_sent = 0  # as if the last credit frame had been lost
+    pair.server._credit_due.add(sid)  # as if its credit were due again
     space = pair.server.quic._spaces[tls.Epoch.ONE_RTT]
-    pair.server.quic._write_stream_limits(_NoFrames(), space, stream)  # type: ignore[arg-type]
+    pair.server.quic._write_connection_limits(builder=_NoFrames(), space=space)  # type: ignore[arg-type]
+    assert sid not in pair.server._credit_due
     pair.pump()
     assert [type(e) for e in pair.take_client()] == [TrailerReceived]
+
+
+class _FrameRecorder:
+    """A packet builder that records the frames started (type, delivery handler, arguments)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, Any, Any]] = []
+
+    def start_frame(
+        self, frame_type: int, capacity: int = 1, handler: Any = None, handler_args: Any = ()
+    ) -> Buffer:
+        self.frames.append((frame_type, handler, handler_args))
+        return Buffer(capacity=capacity)
+
+
+def test_lost_credit_frame_is_sent_again(dev_certs: DevCerts) -> None:
+    pair = make_pair(dev_certs, receive_window=16 * 1024)
+    pair.take_server()
+    sid = pair.client.send_request(HEADER)
+    for _ in range(20):  # 80 kB offered, five windows
+        pair.client.send_message(sid, {1: b"z" * 4000})
+    pair.pump(max_rounds=100)
+    unread = sum(e.size for e in pair.take_server() if isinstance(e, MessageReceived))
+    assert pair.server.consume(sid, unread)
+    recorder = _FrameRecorder()
+    space = pair.server.quic._spaces[tls.Epoch.ONE_RTT]
+    pair.server.quic._write_connection_limits(builder=recorder, space=space)  # type: ignore[arg-type]
+    credit = [f for f in recorder.frames if f[0] == QuicFrameType.MAX_STREAM_DATA]
+    assert len(credit) == 1 and sid not in pair.server._credit_due
+    pair.pump(max_rounds=100)  # the frame never left: the client stays blocked
+    assert not [e for e in pair.take_server() if isinstance(e, MessageReceived)]
+    _, on_delivery, args = credit[0]
+    on_delivery(QuicDeliveryState.LOST, *args)
+    pair.pump(max_rounds=100)
+    assert [e for e in pair.take_server() if isinstance(e, MessageReceived)]
