@@ -76,9 +76,7 @@ class ClientProtocol(RpcProtocol):
         elif isinstance(event, TrailerReceived):
             inbox = self.calls.pop(event.stream_id, None)
             if inbox is not None:
-                if event.message is not None:
-                    inbox.push(event.message, len(event.message) + 5)
-                inbox.finish(event.trailer)
+                inbox.finish(event.trailer, event.message)
         elif isinstance(event, CallFailed):
             inbox = self.calls.pop(event.stream_id, None)
             if inbox is not None:

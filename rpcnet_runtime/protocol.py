@@ -185,7 +185,14 @@ class CallInbox:
         self._items.append((payload, size))
         self._wake()
 
-    def finish(self, trailer: Trailer | None = None) -> None:
+    def finish(self, trailer: Trailer | None = None, last: bytes | None = None) -> None:
+        """The peer finished; `last` is a final message that came with the end (it returns
+        no credit to flow control: nothing more will be sent)."""
+        if last is not None:
+            if self.single and self._items:
+                self.fail(TooManyMessages())
+                return
+            self._items.append((last, len(last) + 5))
         self.ended = True
         self.trailer = trailer
         self._wake()
