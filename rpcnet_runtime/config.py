@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .framing import DEFAULT_MAX_FRAME_SIZE
+from .framing import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_HEADER_SIZE
 
 __all__ = ["LOOPBACK_DATAGRAM_SIZE", "MAX_DATAGRAM_SIZE", "ClientConfig", "ServerConfig"]
 
@@ -29,6 +29,9 @@ class _Common:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     """Largest frame accepted from the peer, in bytes; a larger one fails its call with
     RESOURCE_EXHAUSTED before it is buffered."""
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    """Largest HEADER or TRAILER frame accepted from the peer (the call's fields and
+    metadata), in bytes; a larger one fails its call with RESOURCE_EXHAUSTED."""
     idle_timeout: float = 10.0
     """Seconds without any packet from the peer after which the connection is dead."""
     receive_window: int = 256 * 1024
@@ -45,6 +48,7 @@ class _Common:
 
     def __post_init__(self) -> None:
         _positive("max_frame_size", self.max_frame_size)
+        _positive("max_header_size", self.max_header_size)
         _positive("idle_timeout", self.idle_timeout)
         _positive("receive_window", self.receive_window)
         _positive("send_buffer_limit", self.send_buffer_limit)
@@ -70,10 +74,15 @@ class ServerConfig(_Common):
     keepalive_interval: float | None = None
     """Seconds between PINGs the server sends on an otherwise quiet connection; None: never
     (clients keep their connections alive)."""
+    header_timeout: float | None = 10.0
+    """Seconds a call may take to deliver its request header after its first bytes arrived;
+    a slower one fails with DEADLINE_EXCEEDED (no sooner than this, at most twice this), so a
+    client cannot hold streams and buffers with headers it never finishes. None: no limit."""
 
     def __post_init__(self) -> None:
         _Common.__post_init__(self)
         _positive("max_concurrent_streams", self.max_concurrent_streams)
+        _positive("header_timeout", self.header_timeout, allow_none=True)
         _positive("keepalive_interval", self.keepalive_interval, allow_none=True)
 
 

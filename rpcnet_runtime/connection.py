@@ -56,6 +56,7 @@ from .events import (
 )
 from .framing import (
     DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_HEADER_SIZE,
     FrameDecoder,
     FrameError,
     FrameType,
@@ -111,17 +112,21 @@ class RpcConnection:
         *,
         is_client: bool,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         receive_window: int = DEFAULT_RECEIVE_WINDOW,
     ) -> None:
         self.quic = quic
         self.is_client = is_client
         self.max_frame_size = max_frame_size
+        self.max_header_size = max_header_size
         self.receive_window = receive_window
         self.calls: dict[int, _Call] = {}
         self.terminated = False
         self._ready = is_client
         self._parked: list[RpcEvent] = []
         self._highest_stream_id = -4
+        self._headerless: set[int] = set()
+        """Server calls still without their header at the last `expire_headerless` sweep."""
         self._skipped: set[int] = set()
         """Client stream ids below the highest seen whose first bytes have not arrived."""
         self._credit_due: set[int] = set()
@@ -175,7 +180,7 @@ class RpcConnection:
         data = encode_header(header)
         if message is not _NO_MESSAGE:
             data += encode_message(message)
-        call = _Call(FrameDecoder(self.max_frame_size), header_seen=True, output_ended=end_stream)
+        call = _Call(FrameDecoder(self.max_frame_size, self.max_header_size), header_seen=True, output_ended=end_stream)
         self.calls[stream_id] = call
         self.quic.send_stream_data(stream_id, data, end_stream)
         return stream_id
@@ -257,6 +262,20 @@ class RpcConnection:
         if stream is None:
             return 0
         return len(stream.sender._buffer)
+
+    def expire_headerless(self) -> list[RpcEvent]:
+        """Server: fail the calls whose request header was still missing at the previous
+        sweep too (DEADLINE_EXCEEDED); the shell sweeps every header timeout."""
+        out: list[RpcEvent] = []
+        waiting = {sid for sid, call in self.calls.items() if not call.header_seen}
+        for stream_id in waiting & self._headerless:
+            call = self.calls[stream_id]
+            self._fail(
+                stream_id, call, Status.DEADLINE_EXCEEDED, "request header not received in time", out
+            )
+            waiting.discard(stream_id)
+        self._headerless = waiting
+        return out
 
     def close(self, error_code: int = CLOSE_NO_ERROR, reason: str = "") -> None:
         """Close the whole connection (the shell then transmits)."""
@@ -370,7 +389,7 @@ class RpcConnection:
             # but not seen yet. The peer's stream limit bounds this set.
             self._skipped.update(range(self._highest_stream_id + 4, stream_id, 4))
             self._highest_stream_id = stream_id
-        call = _Call(FrameDecoder(self.max_frame_size))
+        call = _Call(FrameDecoder(self.max_frame_size, self.max_header_size))
         self.calls[stream_id] = call
         return call
 

@@ -29,6 +29,7 @@ from .status import Status
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_HEADER_SIZE",
     "OK_TRAILER",
     "PREFIX_SIZE",
     "FrameDecoder",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+"""Largest HEADER or TRAILER frame accepted by default: the call's fields and metadata."""
 PREFIX_SIZE = 5
 _PREFIX = struct.Struct(">BI")
 _MAX_LENGTH = 0xFFFF_FFFF
@@ -330,10 +333,17 @@ class FrameDecoder:
     decoder must not be fed again.
     """
 
-    __slots__ = ("_buffer", "max_frame_size")
+    __slots__ = ("_buffer", "_kinds", "max_frame_size", "max_header_size")
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    ) -> None:
         self.max_frame_size = max_frame_size
+        self.max_header_size = min(max_header_size, max_frame_size)
+        """HEADER and TRAILER frames (the call's fields and metadata) have this lower limit."""
+        self._kinds = _frame_kinds(max_frame_size, self.max_header_size)
         self._buffer = bytearray()
 
     @property
@@ -374,29 +384,38 @@ class FrameDecoder:
         pos = 0
         end = len(source)
         unpack_from = _PREFIX.unpack_from
+        kinds = self._kinds
         while end - pos >= PREFIX_SIZE:
             kind, length = unpack_from(source, pos)
-            frame_type = _TYPES.get(kind)
-            if frame_type is None or length > self.max_frame_size:
+            entry = kinds.get(kind)
+            if entry is None or length > entry[1]:
                 self._check(kind, length)
             stop = pos + PREFIX_SIZE + length
             if stop > end:
                 break
-            frames.append((frame_type, source[pos + PREFIX_SIZE : stop]))  # type: ignore[arg-type]
+            frames.append((entry[0], source[pos + PREFIX_SIZE : stop]))  # type: ignore[index]
             pos = stop
         if pos < end:
             self._buffer += memoryview(source)[pos:]
         return frames
 
     def _check(self, kind: int, length: int) -> None:
-        if kind not in _KNOWN_TYPES:
+        entry = self._kinds.get(kind)
+        if entry is None:
             raise FrameError(Status.INVALID_ARGUMENT, f"malformed frame: unknown type 0x{kind:02x}")
-        if length > self.max_frame_size:
+        frame_type, limit = entry
+        if length > limit:
+            what = "frame" if frame_type is FrameType.MESSAGE else f"{frame_type.name} frame"
             raise FrameError(
                 Status.RESOURCE_EXHAUSTED,
-                f"frame of {length} bytes exceeds the limit of {self.max_frame_size} bytes",
+                f"{what} of {length} bytes exceeds the limit of {limit} bytes",
             )
 
 
-_KNOWN_TYPES = frozenset(int(t) for t in FrameType)
-_TYPES = {int(t): t for t in FrameType}
+@functools.lru_cache(maxsize=64)
+def _frame_kinds(max_frame_size: int, max_header_size: int) -> dict[int, tuple[FrameType, int]]:
+    """Each frame type's byte and its size limit (shared by the decoders of one setting)."""
+    return {
+        int(kind): (kind, max_frame_size if kind is FrameType.MESSAGE else max_header_size)
+        for kind in FrameType
+    }

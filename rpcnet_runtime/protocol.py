@@ -279,6 +279,7 @@ class RpcProtocol(QuicConnectionProtocol):
             quic,
             is_client=is_client,
             max_frame_size=config.max_frame_size,
+            max_header_size=config.max_header_size,
             receive_window=config.receive_window,
         )
         quicken_debug_log(quic)

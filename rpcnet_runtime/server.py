@@ -55,6 +55,25 @@ class ServerProtocol(RpcProtocol):
         self.calls: dict[int, ServerCall] = {}
         self.peer = ""
         self.peer_identity: str | None = None
+        self._header_sweep: asyncio.TimerHandle | None = None
+        self._schedule_header_sweep()
+
+    def _schedule_header_sweep(self) -> None:
+        timeout = self.server.config.header_timeout
+        if timeout is not None and not self.terminated:
+            self._header_sweep = self.loop.call_later(timeout, self._sweep_headers)
+
+    def _sweep_headers(self) -> None:
+        """Fail calls whose request header is overdue (see `RpcConnection.expire_headerless`)."""
+        self._header_sweep = None
+        if self.core.terminated or self not in self.server._protocols:
+            return  # the connection is over, or the server stopped
+        events = self.core.expire_headerless()
+        for event in events:
+            self.rpc_event_received(event)
+        if events:
+            self.transmit()
+        self._schedule_header_sweep()
 
     def rpc_event_received(self, event: RpcEvent) -> None:
         if isinstance(event, MessageReceived):
@@ -82,6 +101,9 @@ class ServerProtocol(RpcProtocol):
             self._authenticate()
         elif isinstance(event, ConnectionTerminated):
             self.connection_terminated()
+            if self._header_sweep is not None:
+                self._header_sweep.cancel()
+                self._header_sweep = None
             for call in self.calls.values():
                 self._cancel(call)
             self.calls.clear()

@@ -285,3 +285,41 @@ async def test_unknown_paths_are_named_when_the_path_is_sent(
             trailer = await raw_call(protocol, header + encode_message({}))
             assert trailer.status is Status.UNIMPLEMENTED
             assert needle in trailer.message
+
+
+async def test_a_header_that_never_completes_is_failed_in_bounded_time(
+    certs: DevCerts, service: Any, interop: ModuleType
+) -> None:
+    timeout = 0.2
+    server = Server(
+        "127.0.0.1",
+        0,
+        tls=ServerTLS(certs.server_cert, certs.server_key),
+        config=ServerConfig(header_timeout=timeout),
+    )
+    server.add_service(service)
+    await server.start()
+    try:
+        async with raw_client(server.port, certs) as protocol:
+            reader, writer = await protocol.create_stream()
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            writer.write(encode_header(RequestHeader(path=UNARY))[:3])  # never finished
+            # Meanwhile the server serves everyone else.
+            async with connect(f"127.0.0.1:{server.port}", tls=ClientTLS(ca=certs.ca)) as channel:
+                client = interop.TestServiceClient(channel)
+                assert (await client.empty_call(interop.Empty())) == interop.Empty()
+            decoder = FrameDecoder()
+            trailer = None
+            while trailer is None and (chunk := await reader.read(65536)):
+                for kind, payload in decoder.feed(chunk):
+                    if kind is FrameType.TRAILER:
+                        trailer = decode_trailer(payload)
+            waited = loop.time() - sent
+            with contextlib.suppress(RuntimeError):  # the server reset our direction
+                writer.close()
+        assert trailer is not None and trailer.status is Status.DEADLINE_EXCEEDED
+        assert "header" in trailer.message
+        assert timeout <= waited < 2 * timeout + 1.0
+    finally:
+        await server.stop(grace=0)

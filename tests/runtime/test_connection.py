@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import replace
 from typing import Any
+from unittest.mock import ANY
 
 from aioquic import tls
 from aioquic._buffer import Buffer
@@ -372,3 +373,33 @@ def test_lost_credit_frame_is_sent_again(dev_certs: DevCerts) -> None:
     on_delivery(QuicDeliveryState.LOST, *args)
     pair.pump(max_rounds=100)
     assert [e for e in pair.take_server() if isinstance(e, MessageReceived)]
+
+
+def test_a_call_whose_header_never_completes_is_failed_at_the_second_sweep(
+    dev_certs: DevCerts,
+) -> None:
+    pair = make_pair(dev_certs)
+    pair.take_server()
+    stalled = pair.client.quic.get_next_available_stream_id()
+    pair.client.calls[stalled] = _Call(FrameDecoder(), header_seen=True)
+    pair.client.quic.send_stream_data(stalled, encode_header(HEADER)[:3])  # 3 bytes of 5+
+    late = pair.client.quic.get_next_available_stream_id()
+    pair.client.calls[late] = _Call(FrameDecoder(), header_seen=True)
+    pair.client.quic.send_stream_data(late, encode_header(HEADER)[:3])
+    served = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
+    pair.pump()
+    assert [type(e) for e in pair.take_server()] == [RequestReceived]
+    assert pair.server.expire_headerless() == []  # first sweep: only marked
+    pair.client.quic.send_stream_data(late, encode_header(HEADER)[3:])  # completes in time
+    pair.pump()
+    assert [type(e) for e in pair.take_server()] == [RequestReceived]
+    failed = pair.server.expire_headerless()
+    assert failed == [CallFailed(stalled, Status.DEADLINE_EXCEEDED, ANY)]
+    pair.server.send_trailer(served, Trailer(Status.OK), {1: 2})
+    pair.pump()
+    trailers = {
+        e.stream_id: e.trailer.status for e in pair.take_client() if isinstance(e, TrailerReceived)
+    }
+    assert trailers == {stalled: Status.DEADLINE_EXCEEDED, served: Status.OK}
+    assert stalled not in pair.server.calls and late in pair.server.calls
+    assert pair.server.expire_headerless() == []

@@ -226,3 +226,22 @@ def test_a_malformed_header_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(FrameError):
             decode_header(payload)
+
+
+@pytest.mark.parametrize("kind", [FrameType.HEADER, FrameType.TRAILER])
+def test_header_and_trailer_frames_have_their_own_lower_limit(kind: FrameType) -> None:
+    decoder = FrameDecoder(max_frame_size=1_000_000, max_header_size=100)
+    # A MESSAGE of 1,000 bytes passes; a HEADER or TRAILER that big is refused from its prefix.
+    assert len(decoder.feed(encode_frame(FrameType.MESSAGE, b"m" * 1000))) == 1
+    with pytest.raises(FrameError) as info:
+        decoder.feed(struct.pack(">BI", kind, 101))
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    assert f"{kind.name} frame of 101 bytes exceeds the limit of 100 bytes" in info.value.message
+    ok = FrameDecoder(max_frame_size=1_000_000, max_header_size=100)
+    assert ok.feed(encode_frame(kind, b"h" * 100)) == [(kind, b"h" * 100)]
+
+
+def test_the_header_limit_never_exceeds_the_frame_limit() -> None:
+    decoder = FrameDecoder(max_frame_size=50, max_header_size=100)
+    with pytest.raises(FrameError, match="limit of 50 bytes"):
+        decoder.feed(struct.pack(">BI", FrameType.HEADER, 51))
