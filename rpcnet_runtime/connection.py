@@ -26,8 +26,9 @@ Rules the core enforces:
    stream's credit is ``consumed + receive_window``, or just enough to finish the frame in
    progress, so a slow reader holds at most ``receive_window + max_frame_size`` unread bytes
    per call. The shell reports what the application took with `consume`.
-6. Datagrams above 16 KB (loopback) work: `stream_frames.install_frame_splitter` keeps every
-   STREAM and CRYPTO frame within aioquic's two-byte frame length.
+6. Datagrams above 16 KB (loopback) work: `stream_frames.install_frame_splitter` writes STREAM
+   frame lengths as full varints (aioquic 1.7.2 cuts them to two bytes) and keeps frames in
+   long-header packets under 16 KB.
 """
 
 from __future__ import annotations

@@ -291,6 +291,9 @@ def test_small_packets_small_datagrams_and_long_headers_keep_aioquic_limits() ->
     early, early_seen, _, _ = _installed(handshake_complete=False)
     early._write_stream_frame(_FakeBuilder(60_000), None, _FakeStream(100_000), 1 << 30)
     assert early_seen == [LONG_HEADER_FRAME_CAP]  # 0-RTT: a frame that fits a long header
+    full = _FakeBuilder(20)
+    assert quic._write_stream_frame(full, None, _FakeStream(10_000), 1 << 30) == 0
+    assert builders_seen == [small] and full.buffer.tell() == 0  # a full packet: not asked
     plain, _, _, _ = _installed(datagram=1200)
     assert plain._write_stream_frame.__name__ == "write"  # nothing installed
 
