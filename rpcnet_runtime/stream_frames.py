@@ -6,7 +6,7 @@ frame or a long-header packet above 16,383 bytes is corrupt and the peer fails o
 carries UDP payloads up to 65,507 bytes, and aioquic's cost is per packet and per frame, so big
 datagrams each holding one big frame per stream are the way to move bulk data faster.
 
-`install_frame_splitter` wraps two methods on one `QuicConnection` instance (the class is
+`install_wide_frames` wraps two methods on one `QuicConnection` instance (the class is
 untouched) whose datagrams may exceed 16,383 bytes. Each wrapper calls aioquic's own method with
 a stand-in for the packet builder:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from aioquic.quic.connection import QuicConnection
 
-__all__ = ["LONG_HEADER_FRAME_CAP", "MAX_FRAME_LENGTH", "install_frame_splitter"]
+__all__ = ["LONG_HEADER_FRAME_CAP", "MAX_FRAME_LENGTH", "install_wide_frames"]
 
 MAX_FRAME_LENGTH = 16_383
 """The largest value of a two-byte varint: aioquic's own limit for one frame's length."""
@@ -104,7 +104,7 @@ class _BuilderView:
         return lengths
 
 
-def install_frame_splitter(quic: QuicConnection) -> None:
+def install_wide_frames(quic: QuicConnection) -> None:
     """Let `quic` send datagrams above 16 KB without corrupt frames (see the module text).
 
     Does nothing when the connection's datagrams are at most 16,383 bytes. Install it before
