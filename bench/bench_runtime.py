@@ -18,7 +18,7 @@ Workloads (one unary echo method everywhere; the reply carries the request's pay
 ``--datagram N[,M...]`` (default 16384; 0 disables) adds rpcnet and raw aioquic with N-byte QUIC
 datagrams (``--stacks rpcnet@N`` names one directly); the plain ``rpcnet`` stack uses the runtime's
 own loopback choice, plain ``aioquic`` aioquic's 1,200 bytes. Above 16,383 bytes raw aioquic
-runs with rpcnet's frame splitter (aioquic 1.7.2 alone corrupts STREAM frames that long), the
+runs with rpcnet's frame writer (aioquic 1.7.2 alone corrupts STREAM frames that long), the
 only rpcnet code in it. ``--profile DIR`` afterwards profiles rpcnet's client
 and server at concurrency 64 with cProfile and prints the top functions.
 """

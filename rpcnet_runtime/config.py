@@ -11,7 +11,7 @@ __all__ = ["LOOPBACK_DATAGRAM_SIZE", "MAX_DATAGRAM_SIZE", "ClientConfig", "Serve
 LOOPBACK_DATAGRAM_SIZE = 64_000
 """Loopback carries UDP payloads up to 65,507 bytes, and aioquic's cost is per packet, so big
 datagrams move bulk data with far fewer packets to build, encrypt and acknowledge. Above
-16,383 bytes aioquic 1.7 needs `stream_frames.install_frame_splitter`, which every
+16,383 bytes aioquic 1.7 needs `stream_frames.install_wide_frames`, which every
 `RpcConnection` installs."""
 MAX_DATAGRAM_SIZE = 64_000
 """Largest accepted `max_datagram_size` (below the 65,507-byte UDP limit, with room for IPv6)."""

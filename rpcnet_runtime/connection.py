@@ -26,8 +26,9 @@ Rules the core enforces:
    stream's credit is ``consumed + receive_window``, or just enough to finish the frame in
    progress, so a slow reader holds at most ``receive_window + max_frame_size`` unread bytes
    per call. The shell reports what the application took with `consume`.
-6. Datagrams above 16 KB (loopback) work: `stream_frames.install_frame_splitter` keeps every
-   STREAM and CRYPTO frame within aioquic's two-byte frame length.
+6. Datagrams above 16 KB (loopback) work: `stream_frames.install_wide_frames` writes STREAM
+   frame lengths as full varints (aioquic 1.7.2 cuts them to two bytes) and keeps frames in
+   long-header packets under 16 KB.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from .framing import (
     encode_trailer,
 )
 from .status import Status
-from .stream_frames import install_frame_splitter
+from .stream_frames import install_wide_frames
 
 __all__ = [
     "ALPN",
@@ -132,7 +133,7 @@ class RpcConnection:
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
         install_credit_rule(quic, self.calls, self._credit_due, self.credit_limit)
-        install_frame_splitter(quic)
+        install_wide_frames(quic)
 
     # -- inputs from aioquic -------------------------------------------------------------
 

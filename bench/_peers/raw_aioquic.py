@@ -4,7 +4,7 @@ The message is a msgpack map ``{1: body}`` (the shape of an rpcnet message) behi
 length prefix; the server decodes it, and echoes it back re-encoded on the same stream. Sends
 made by application code schedule one `transmit` for the end of the loop iteration (as rpcnet
 does), so concurrent calls share packets; ``batch=False`` transmits after every send instead.
-Datagrams above 16,383 bytes use rpcnet's frame splitter, without which aioquic 1.7.2 cannot
+Datagrams above 16,383 bytes use rpcnet's frame writer, without which aioquic 1.7.2 cannot
 send them.
 """
 
@@ -21,7 +21,7 @@ from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
 
-from rpcnet_runtime.stream_frames import MAX_FRAME_LENGTH, install_frame_splitter
+from rpcnet_runtime.stream_frames import MAX_FRAME_LENGTH, install_wide_frames
 
 from .common import Setup, frame, parse_frame, set_socket_buffers
 
@@ -37,7 +37,7 @@ class _Batching(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self._flush_scheduled = False
         if self._quic._max_datagram_size > MAX_FRAME_LENGTH:
-            install_frame_splitter(self._quic)  # aioquic 1.7.2 alone breaks above 16 KB
+            install_wide_frames(self._quic)  # aioquic 1.7.2 alone breaks above 16 KB
 
     def send_soon(self) -> None:
         if not self.batch:

@@ -46,16 +46,6 @@ class DeadlineReached(Exception):
     """Internal: the whole call's deadline passed while waiting."""
 
 
-def record_success(
-    clock: Clock, throttle: RetryThrottle | None, breaker: CircuitBreaker | None
-) -> None:
-    """An attempt answered: the throttle gets a share of a token back, the breaker a success."""
-    if throttle is not None:
-        throttle.record_success()
-    if breaker is not None:
-        breaker.record_success(clock.now())
-
-
 def record_failure(
     clock: Clock,
     policy: MethodPolicy,
@@ -109,7 +99,6 @@ class CallState:
 
     def __init__(
         self,
-        *,
         clock: Clock,
         counters: PolicyCounters,
         rng: random.Random,
@@ -202,7 +191,10 @@ class CallState:
     # -- outcomes ---------------------------------------------------------------------------------
 
     def record_success(self) -> None:
-        record_success(self.clock, self.throttle, self.breaker)
+        if self.throttle is not None:
+            self.throttle.record_success()
+        if self.breaker is not None:
+            self.breaker.record_success(self.clock.now())
 
     def record_failure(self, failure: RpcError) -> None:
         record_failure(self.clock, self.policy, self.throttle, self.breaker, failure)

@@ -18,14 +18,11 @@ from .breaker import BreakerConfig, CircuitBreaker
 from .call_state import CallState
 from .counters import PolicyCounters
 from .deadline import call_deadline, inherited_deadline
-from .method_plan import MethodPlan
+from .method_plan import MAX_PLANS, MethodPlan, plan_for
 from .spec import NO_METADATA, choose_idempotency_key
 from .throttle import RetryThrottle
 
 __all__ = ["MAX_PLANS", "EndpointState", "ExecutorBase"]
-
-MAX_PLANS = 1024
-"""Methods whose plans an executor keeps; when full the cache starts again empty."""
 
 EndpointState = tuple[str, RetryThrottle | None, CircuitBreaker | None]
 """An endpoint, its retry throttle and its breaker (None: the mechanism is off)."""
@@ -108,7 +105,7 @@ class ExecutorBase:
         plan = self._plans.get(id(method))
         if plan is not None and plan.method is method:
             return plan
-        plan = MethodPlan(
+        plan = plan_for(
             method,
             default_timeout=self._default_timeout,
             retries_enabled=self._retries_enabled,
@@ -163,19 +160,22 @@ class ExecutorBase:
             deadline = call_deadline(now, policy, options.timeout, inherited=inherited)
         key = choose_idempotency_key(policy, request, options, self.rng)
         metadata = NO_METADATA if options.metadata is None else dict(options.metadata)
-        _, throttle, breaker = self._endpoint(endpoint)
-        return CallState(
-            clock=self.clock,
-            counters=self.counters,
-            rng=self.rng,
-            policy=policy,
-            deadline=deadline,
-            started=started,
-            key=key,
-            metadata=metadata,
-            throttle=throttle,
-            breaker=breaker,
-            endpoint=endpoint,
-            inline=self._inline,
-            replayable=replayable,
+        last = self._last_endpoint
+        _, throttle, breaker = (
+            last if last is not None and last[0] == endpoint else self._endpoint(endpoint)
+        )
+        return CallState(  # positional: this runs once per call
+            self.clock,
+            self.counters,
+            self.rng,
+            policy,
+            deadline,
+            started,
+            key,
+            metadata,
+            throttle,
+            breaker,
+            endpoint,
+            self._inline,
+            replayable,
         )

@@ -4,7 +4,8 @@ A `MethodPlan` holds a method's policy with the channel's defaults applied (``de
 for methods without ``@timeout``; no retry or hedge when the channel turns retries off), which
 loop its unary calls take, and whether its idempotency key can only be the caller's. The
 executor keeps one per `MethodDescriptor` (a bounded cache), so a plain call builds no policy
-objects.
+objects; `plan_for` shares them between executors with the same settings (a channel that
+builds an executor per call, as the cluster channel does, still builds no plan per call).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any
 
 from ..descriptors import MethodDescriptor, MethodPolicy
 
-__all__ = ["Loop", "MethodPlan", "effective_policy", "unary_loop"]
+MAX_PLANS = 1024
+"""Plans a cache keeps (per executor, and shared); when full it starts again empty."""
+
+__all__ = ["MAX_PLANS", "Loop", "MethodPlan", "effective_policy", "plan_for", "unary_loop"]
 
 
 class Loop(enum.Enum):
@@ -98,3 +102,30 @@ class MethodPlan:
             policy = replace(self.method.policy, retry=None, hedge=None)
             self._single_policy = effective_policy(policy, *self._defaults)
         return self._single_policy
+
+
+_SHARED: dict[tuple[int, float | None, bool, bool], MethodPlan] = {}
+
+
+def plan_for(
+    method: MethodDescriptor[Any, Any],
+    *,
+    default_timeout: float | None,
+    retries_enabled: bool,
+    inline: bool,
+) -> MethodPlan:
+    """The method's plan under these settings, shared by every executor that has them.
+
+    Keyed by the descriptor's identity (a descriptor hashes every field: too slow per call);
+    the plan holds the descriptor, so the id is not reused while the entry lives.
+    """
+    key = (id(method), default_timeout, retries_enabled, inline)
+    plan = _SHARED.get(key)
+    if plan is None or plan.method is not method:
+        plan = MethodPlan(
+            method, default_timeout=default_timeout, retries_enabled=retries_enabled, inline=inline
+        )
+        if len(_SHARED) >= MAX_PLANS:
+            _SHARED.clear()
+        _SHARED[key] = plan
+    return plan

@@ -282,6 +282,17 @@ def test_the_plan_cache_is_bounded_and_keyed_by_identity() -> None:
     assert 0 < len(executor._plans) <= MAX_PLANS
 
 
+def test_executors_with_the_same_settings_share_plans() -> None:
+    first = method(timeout=1.0)
+    a = PolicyExecutor(clock=ManualClock(), default_timeout=2.0)
+    b = PolicyExecutor(clock=ManualClock(), default_timeout=2.0)
+    c = PolicyExecutor(clock=ManualClock(), default_timeout=3.0)
+    assert a._plan(first) is b._plan(first)  # one executor per call builds no plan per call
+    assert c._plan(first) is not a._plan(first)
+    plain = method()
+    assert a._plan(plain).policy.timeout == 2.0 and c._plan(plain).policy.timeout == 3.0
+
+
 async def test_given_endpoint_lookups_are_asked_each_call_unless_stable() -> None:
     asked: list[str] = []
     throttles = {"a": RetryThrottle(), "b": RetryThrottle()}

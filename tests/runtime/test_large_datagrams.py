@@ -1,5 +1,5 @@
-"""Datagrams above 16 KB: the frame splitter (sans-IO and with fake frame writers) and one real
-loopback QUIC+TLS call moving multi-hundred-KB messages through them."""
+"""Datagrams above 16 KB: the wide STREAM frame writer (sans-IO, and against a fake frame
+writer), and real loopback QUIC+TLS calls moving multi-hundred-KB messages through them."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from rpcnet_runtime.status import Status
 from rpcnet_runtime.stream_frames import (
     LONG_HEADER_FRAME_CAP,
     MAX_FRAME_LENGTH,
-    install_frame_splitter,
+    install_wide_frames,
 )
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
 
@@ -164,20 +164,18 @@ def test_1200_byte_datagrams_are_unchanged(dev_certs: DevCerts) -> None:
     assert max(sizes) <= 1200
 
 
-@pytest.mark.parametrize("splitter", [False, True])
-def test_aioquic_alone_breaks_stream_frames_above_16_kb(
-    dev_certs: DevCerts, splitter: bool
-) -> None:
-    """Why the splitter exists: without it the stream's bytes never arrive whole (corrupt
-    frame lengths). If the False case fails, aioquic no longer needs the splitter."""
+@pytest.mark.parametrize("wide", [False, True])
+def test_aioquic_alone_breaks_stream_frames_above_16_kb(dev_certs: DevCerts, wide: bool) -> None:
+    """Why stream_frames exists: without it the stream's bytes never arrive whole (corrupt
+    frame lengths). If the False case fails, aioquic no longer needs it."""
     client_config, server_config = _configs(dev_certs, 32_768)
     client = QuicConnection(configuration=client_config)
     server = QuicConnection(
         configuration=server_config,
         original_destination_connection_id=client.original_destination_connection_id,
     )
-    if splitter:
-        install_frame_splitter(client)
+    if wide:
+        install_wide_frames(client)
     now = 0.0
     client.connect(SERVER_ADDR, now=now)
     payload = random.Random(5).randbytes(100_000)
@@ -194,7 +192,7 @@ def test_aioquic_alone_breaks_stream_frames_above_16_kb(
                 received += event.data
             event = server.next_event()
     intact = bytes(received) == payload and server._close_event is None
-    assert intact is splitter
+    assert intact is wide
 
 
 # -- the wrapper, against a fake frame writer shaped like aioquic's -----------------------------
@@ -261,7 +259,7 @@ def _installed(
     quic._write_crypto_frame = crypto  # type: ignore[method-assign]
     quic._max_datagram_size = datagram
     quic._handshake_complete = handshake_complete
-    install_frame_splitter(quic)
+    install_wide_frames(quic)
     return quic, space_seen, builders_seen, crypto_seen
 
 
@@ -291,6 +289,9 @@ def test_small_packets_small_datagrams_and_long_headers_keep_aioquic_limits() ->
     early, early_seen, _, _ = _installed(handshake_complete=False)
     early._write_stream_frame(_FakeBuilder(60_000), None, _FakeStream(100_000), 1 << 30)
     assert early_seen == [LONG_HEADER_FRAME_CAP]  # 0-RTT: a frame that fits a long header
+    full = _FakeBuilder(20)
+    assert quic._write_stream_frame(full, None, _FakeStream(10_000), 1 << 30) == 0
+    assert builders_seen == [small] and full.buffer.tell() == 0  # a full packet: not asked
     plain, _, _, _ = _installed(datagram=1200)
     assert plain._write_stream_frame.__name__ == "write"  # nothing installed
 
