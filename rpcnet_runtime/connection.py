@@ -181,7 +181,11 @@ class RpcConnection:
         data = encode_header(header)
         if message is not _NO_MESSAGE:
             data += encode_message(message)
-        call = _Call(FrameDecoder(self.max_frame_size, self.max_header_size), header_seen=True, output_ended=end_stream)
+        call = _Call(
+            FrameDecoder(self.max_frame_size, self.max_header_size),
+            header_seen=True,
+            output_ended=end_stream,
+        )
         self.calls[stream_id] = call
         self.quic.send_stream_data(stream_id, data, end_stream)
         return stream_id
@@ -272,7 +276,11 @@ class RpcConnection:
         for stream_id in waiting & self._headerless:
             call = self.calls[stream_id]
             self._fail(
-                stream_id, call, Status.DEADLINE_EXCEEDED, "request header not received in time", out
+                stream_id,
+                call,
+                Status.DEADLINE_EXCEEDED,
+                "request header not received in time",
+                out,
             )
             waiting.discard(stream_id)
         self._headerless = waiting
