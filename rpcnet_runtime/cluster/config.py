@@ -65,6 +65,13 @@ class ClusterConfig:
     reconnect_interval: float = 0.5
     """Full state sync with one random failed member, so healed partitions merge again
     (stretched for clusters above 8 nodes, see `reconnect_interval_for`)."""
+    unknown_sender_sync_interval: float = 1.0
+    """A ping, ping-req or relayed ack from a member missing from the table starts a full
+    state sync with it (all gossip about it may have gone elsewhere), at most once per sender
+    per this interval; a sync takes one round trip, so a second one means the first was lost."""
+    unknown_sender_syncs: int = 4
+    """At most this many such syncs over all senders per `unknown_sender_sync_interval` (0 turns
+    them off): a flood of probes from strangers costs at most this many full states."""
     failed_member_retention: float = 3600.0
     """How long failed and left members stay in the table (reconnect targets) before removal
     when this node has no quorum (a minority keeps trying to reach the rest for this long)."""
@@ -118,6 +125,7 @@ class ClusterConfig:
             gossip_interval=0.05,
             push_pull_interval=5.0,
             reconnect_interval=0.125,
+            unknown_sender_sync_interval=0.25,
             partition_stable_after=0.5,
             partition_reap_after=2.0,
             failed_member_retention=60.0,
@@ -136,6 +144,7 @@ class ClusterConfig:
             gossip_fanout=4,
             push_pull_interval=60.0,
             reconnect_interval=5.0,
+            unknown_sender_sync_interval=5.0,
             partition_stable_after=10.0,
             partition_reap_after=30.0,
             failed_member_reap_after=120.0,
@@ -185,6 +194,7 @@ def _validate(c: ClusterConfig) -> None:
         "stall_threshold": c.stall_threshold,
         "push_pull_interval": c.push_pull_interval,
         "reconnect_interval": c.reconnect_interval,
+        "unknown_sender_sync_interval": c.unknown_sender_sync_interval,
         "failed_member_retention": c.failed_member_retention,
         "failed_member_reap_after": c.failed_member_reap_after,
         "partition_stable_after": c.partition_stable_after,
@@ -208,6 +218,7 @@ def _validate(c: ClusterConfig) -> None:
         "awareness_max_multiplier": (c.awareness_max_multiplier, 1),
         "retransmit_mult": (c.retransmit_mult, 1),
         "gossip_fanout": (c.gossip_fanout, 0),
+        "unknown_sender_syncs": (c.unknown_sender_syncs, 0),
         "phi_max_sample_size": (c.phi_max_sample_size, 2),
         "phi_checks_per_period": (c.phi_checks_per_period, 0),
         "packet_budget": (c.packet_budget, 256),

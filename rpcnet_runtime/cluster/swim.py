@@ -54,7 +54,10 @@ while any are queued; each is sent ``retransmit_limit(n)`` times (see `broadcast
 State sync. ``join`` sends the whole member table to the seeds (push-pull) and retries until one
 answers; afterwards one random member is synced every ``push_pull_interval`` (scaled with n), and
 one random *failed* member every ``reconnect_interval``, so the two sides of a healed partition
-merge again (a member that sees itself failed in the other's state refutes).
+merge again (a member that sees itself failed in the other's state refutes). A ping or ping-req
+from a member not in the table (or the ack of a ping relayed to one) starts a push-pull with it,
+at most once per sender per ``unknown_sender_sync_interval`` and ``unknown_sender_syncs`` times
+per interval in all: its gossip may all have gone elsewhere (see `swim_unknown`).
 """
 
 from __future__ import annotations
@@ -135,6 +138,16 @@ class SwimNode:
             counters=self.counters,
             events=self._events,
         )
+        self._sync = StateSync(
+            config,
+            self._local,
+            rng=rng,
+            members=self._members,
+            outbox=self._outbox,
+            counters=self.counters,
+            on_update=self._on_update,
+            now=now,
+        )
         self._prober = Prober(
             config,
             self_id,
@@ -146,18 +159,10 @@ class SwimNode:
             awareness=self._awareness,
             outbox=self._outbox,
             counters=self.counters,
+            on_unknown=self._sync.sync_unknown,
             now=now,
         )
         self._next_gossip = now + rng.uniform(0.0, config.gossip_interval)
-        self._sync = StateSync(
-            config,
-            self._local,
-            rng=rng,
-            members=self._members,
-            outbox=self._outbox,
-            on_update=self._on_update,
-            now=now,
-        )
         self._local.announce()
 
     # -- inputs --------------------------------------------------------------------------------

@@ -29,3 +29,7 @@ class SwimCounters:
     """``Dead`` updates treated as suspicions because the member answered us recently."""
     stalls: int = 0
     """Times this node noticed it had not run for a while (see `Prober.check_stall`)."""
+    unknown_syncs: int = 0
+    """State syncs started because a member missing from the table probed us."""
+    unknown_syncs_limited: int = 0
+    """Such syncs not started because of the rate limit (see `swim_unknown`)."""

@@ -10,11 +10,17 @@ it, and clears a suspicion of the target locally. A probe of a suspect carries t
 
 As a relay, the node pings the target of a ping-req under a sequence number of its own, forwards
 the ack, or nacks a little before the origin's wait ends.
+
+A ping or ping-req from a member missing from the table, and the ack of a relayed ping from a
+target missing from it, are handed to `on_unknown` with the sender's address (a state sync with
+it, see `StateSync.sync_unknown`).
 """
 
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
+from collections.abc import Callable
 
 from .awareness import Awareness
 from .config import ClusterConfig
@@ -28,6 +34,9 @@ from .swim_outbox import Outbox
 from .types import MemberState
 
 __all__ = ["Prober"]
+
+_UNKNOWN_TARGETS = 64
+"""Relayed pings to targets missing from the table whose address is kept for their ack."""
 
 
 class Prober:
@@ -46,6 +55,7 @@ class Prober:
         awareness: Awareness,
         outbox: Outbox,
         counters: SwimCounters,
+        on_unknown: Callable[[str, str, float], None],
         now: float,
     ) -> None:
         self._config = config
@@ -60,6 +70,9 @@ class Prober:
         self._counters = counters
         self.probe: ProbeRound | None = None
         self.relays = Relays()
+        self._on_unknown = on_unknown
+        self._unknown_targets: OrderedDict[int, str] = OrderedDict()
+        """Our seq -> target address, for relayed pings to targets missing from the table."""
         self._seq = rng.randrange(1 << 31)
         self.next_probe = now + rng.uniform(0.0, config.probe_interval)
         """When the next protocol period starts."""
@@ -122,6 +135,7 @@ class Prober:
         self._awareness.apply_delta(1)
         self.probe = None
         self.relays.clear()
+        self._unknown_targets.clear()
         self._members.postpone_suspicions(stall)
         self.next_probe = now
 
@@ -177,29 +191,19 @@ class Prober:
     def on_message(self, sender_id: str, m: Message, now: float) -> None:
         """Handle a ping, ping-req, ack or nack (other messages are ignored)."""
         if isinstance(m, Ping):
-            if m.target_id != self._self_id:
-                self._counters.misdirected += 1
-                return
-            reply: list[Message] = [Ack(m.seq)]
-            prober = self._members.table.get(sender_id)
-            if prober is not None and prober.state is MemberState.FAILED:
-                # It does not know it was declared failed: tell it, so it refutes now.
-                reply.append(Dead(prober.id, prober.incarnation, self._self_id))
-            self._outbox.send(m.source_address, reply)
+            self._answer_ping(sender_id, m)
+            self._on_unknown(sender_id, m.source_address, now)
         elif isinstance(m, IndirectPing):
-            if m.target_id == self._self_id:
-                self._outbox.send(m.source_address, [Ack(m.seq)])
-                return
-            seq = self._next_seq()
-            # Nack a little before the origin's own wait ends, so the nack arrives in time.
-            deadline = now + 0.8 * self._config.probe_timeout
-            self.relays.add(seq, Relay(m.source_address, m.seq, deadline, m.nack))
-            self._outbox.send(m.target_address, [Ping(seq, m.target_id, self._self_address)])
+            self._serve_ping_req(m, now)
+            self._on_unknown(sender_id, m.source_address, now)
         elif isinstance(m, Ack):
             if self.probe is not None and m.seq == self.probe.seq:
                 self._probe_succeeded(self.probe, now)
             elif (relay := self.relays.pop(m.seq)) is not None:
                 self._outbox.send(relay.origin_address, [Ack(relay.origin_seq)])
+                target_address = self._unknown_targets.pop(m.seq, None)
+                if target_address is not None:
+                    self._on_unknown(sender_id, target_address, now)
             else:
                 self._counters.stale_acks += 1
         elif isinstance(m, Nack):
@@ -207,6 +211,31 @@ class Prober:
                 self.probe.nacks += 1
             else:
                 self._counters.stale_acks += 1
+
+    def _answer_ping(self, sender_id: str, m: Ping) -> None:
+        if m.target_id != self._self_id:
+            self._counters.misdirected += 1
+            return
+        reply: list[Message] = [Ack(m.seq)]
+        prober = self._members.table.get(sender_id)
+        if prober is not None and prober.state is MemberState.FAILED:
+            # It does not know it was declared failed: tell it, so it refutes now.
+            reply.append(Dead(prober.id, prober.incarnation, self._self_id))
+        self._outbox.send(m.source_address, reply)
+
+    def _serve_ping_req(self, m: IndirectPing, now: float) -> None:
+        if m.target_id == self._self_id:
+            self._outbox.send(m.source_address, [Ack(m.seq)])
+            return
+        seq = self._next_seq()
+        # Nack a little before the origin's own wait ends, so the nack arrives in time.
+        deadline = now + 0.8 * self._config.probe_timeout
+        self.relays.add(seq, Relay(m.source_address, m.seq, deadline, m.nack))
+        if m.target_id not in self._members.table:  # keep its address for its ack
+            if len(self._unknown_targets) >= _UNKNOWN_TARGETS:
+                self._unknown_targets.popitem(last=False)
+            self._unknown_targets[seq] = m.target_address
+        self._outbox.send(m.target_address, [Ping(seq, m.target_id, self._self_address)])
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0x7FFF_FFFF_FFFF_FFFF

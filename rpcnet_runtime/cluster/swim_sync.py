@@ -6,6 +6,10 @@ until one answers. Afterwards one random live member is synced every ``push_pull
 so the sides of a healed partition merge again (a member that sees itself failed in the other's
 state refutes). Reaping of failed and left members runs on the reconnect timer too. In a
 received state a failed or suspect member is merged as a suspicion (memberlist's rule).
+
+A probe from a member missing from the table (``sync_unknown``) starts a sync with it at once,
+rate-limited by `UnknownSenders`. Its answer is merged like any other state, by incarnation:
+a member that left or failed is not revived by it, only one that is running answers at all.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from collections.abc import Callable, Sequence
 
 from .config import ClusterConfig
 from .messages import Alive, Dead, MemberSnapshot, PushPull, Suspect
+from .swim_counters import SwimCounters
 from .swim_local import LocalMember
 from .swim_members import MemberUpdates
 from .swim_outbox import Outbox
+from .swim_unknown import UnknownSenders
 from .types import MemberState
 
 __all__ = ["StateSync"]
@@ -37,6 +43,7 @@ class StateSync:
         rng: random.Random,
         members: MemberUpdates,
         outbox: Outbox,
+        counters: SwimCounters,
         on_update: Callable[[Alive | Suspect | Dead, float], None],
         now: float,
     ) -> None:
@@ -45,7 +52,11 @@ class StateSync:
         self._rng = rng
         self._members = members
         self._outbox = outbox
+        self._counters = counters
         self._on_update = on_update
+        self._unknown = UnknownSenders(
+            config.unknown_sender_sync_interval, config.unknown_sender_syncs
+        )
         self.next_push_pull = now + config.push_pull_interval
         self.next_reconnect = now + config.reconnect_interval
         self._seeds: tuple[str, ...] = ()
@@ -80,6 +91,23 @@ class StateSync:
             if failed:
                 record = table.require(self._rng.choice(failed))
                 self._outbox.send(record.address, [self.push_pull()], piggyback=False)
+
+    def sync_unknown(self, sender_id: str, address: str, now: float) -> None:
+        """`sender_id`, at `address`, probed us or answered our relayed probe: if it is not in
+        the table (nor this node), send it our state, so its answer teaches us about it."""
+        if (
+            sender_id in self._members.table
+            or sender_id == self._local.id
+            or address == self._local.address
+            or self._local.leaving
+            or self._config.unknown_sender_syncs == 0
+        ):
+            return
+        if not self._unknown.allow(sender_id, now):
+            self._counters.unknown_syncs_limited += 1
+            return
+        self._counters.unknown_syncs += 1
+        self._outbox.send(address, [self.push_pull()], piggyback=False)
 
     def push_pull(self, *, join: bool = False, response: bool = False) -> PushPull:
         """This node's whole state: itself first, then every member in the table."""

@@ -370,7 +370,7 @@ def test_ack_forwarded_by_relay() -> None:
 
 
 def test_misdirected_ping_is_not_answered() -> None:
-    b = _node("b")
+    b = _node("b", ("a", "c", "d"))  # a known sender (an unknown one is synced with)
     b.take_outgoing()
     b.receive("a:1", encode_packet("a", [Ping(1, "old-id", "a:1")]), 1.0)
     assert b.take_outgoing() == [] and b.counters.misdirected == 1
@@ -487,7 +487,9 @@ def test_structured_garbage_never_raises(raw: list[tuple[int, list[object]]]) ->
     a.receive("x:1", data, 1.0)
     a.take_outgoing()
     a.receive("x:1", encode_packet("x", [Ping(42, "a", "x:1")]), 1.1)  # still answers
-    assert [ms[0] for _, ms in _packets(a)] == [Ack(42)]
+    # (and the unknown sender x may be sent our state, see test_swim_unknown_sender.py)
+    answers = [ms[0] for _, ms in _packets(a)]
+    assert [m for m in answers if not isinstance(m, PushPull)] == [Ack(42)]
 
 
 MESSAGES: list[Message] = [
