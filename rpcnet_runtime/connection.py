@@ -28,7 +28,8 @@ Rules the core enforces:
    per call. The shell reports what the application took with `consume`.
 6. Datagrams above 16 KB (loopback) work: `stream_frames.install_wide_frames` writes STREAM
    frame lengths as full varints (aioquic 1.7.2 cuts them to two bytes) and keeps frames in
-   long-header packets under 16 KB.
+   long-header packets under 16 KB; `window_cap.install_window_cap` keeps aioquic's pacer
+   working on such connections (see there).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from .framing import (
 )
 from .status import Status
 from .stream_frames import install_wide_frames
+from .window_cap import install_window_cap
 
 __all__ = [
     "ALPN",
@@ -134,6 +136,7 @@ class RpcConnection:
         """Calls whose receive credit should be recomputed at the next packet."""
         install_credit_rule(quic, self.calls, self._credit_due, self.credit_limit)
         install_wide_frames(quic)
+        install_window_cap(quic)
 
     # -- inputs from aioquic -------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from rpcnet_runtime.stream_frames import (
     install_wide_frames,
 )
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
+from rpcnet_runtime.window_cap import WINDOW_DATAGRAMS, install_window_cap
 
 BIG = 64_000
 
@@ -357,3 +358,52 @@ async def test_real_loopback_calls_move_hundreds_of_kb_through_big_datagrams(
         await server.stop(grace=0.5)
     assert max(sizes) > 2 * MAX_FRAME_LENGTH
     assert max(sizes) <= LOOPBACK_DATAGRAM_SIZE
+
+
+# -- the congestion window's ceiling ---------------------------------------------------------------
+
+
+class _FakeController:
+    def __init__(self, window: int) -> None:
+        self.congestion_window = window
+
+    def on_packet_acked(self, *, now: float, packet: Any) -> None:
+        self.congestion_window += packet  # slow start: grows by what was acknowledged
+
+
+def _quic_with(datagram: int, window: int) -> Any:
+    quic = QuicConnection.__new__(QuicConnection)
+    quic._max_datagram_size = datagram
+    quic._loss = SimpleNamespace(_cc=_FakeController(window))  # type: ignore[assignment]
+    return quic
+
+
+def test_the_window_is_held_at_its_ceiling_and_small_datagrams_are_left_alone() -> None:
+    quic = _quic_with(BIG, 40 * BIG)
+    install_window_cap(quic)
+    controller = quic._loss._cc
+    assert controller.congestion_window == WINDOW_DATAGRAMS * BIG  # lowered at once
+    controller.congestion_window = 3 * BIG  # as after a loss
+    controller.on_packet_acked(now=0.0, packet=BIG)
+    assert controller.congestion_window == 4 * BIG  # grows below the ceiling
+    controller.on_packet_acked(now=0.0, packet=100 * BIG)
+    assert controller.congestion_window == WINDOW_DATAGRAMS * BIG
+    plain = _quic_with(1200, 40 * 1200)
+    install_window_cap(plain)
+    plain._loss._cc.on_packet_acked(now=0.0, packet=100 * 1200)
+    assert plain._loss._cc.congestion_window == 140 * 1200
+
+
+def test_a_bulk_transfer_reaches_the_ceiling_and_no_further(dev_certs: DevCerts) -> None:
+    pair, _ = _big_pair(dev_certs)
+    rng = random.Random(6)
+    for _ in range(4):
+        payload = rng.randbytes(900_000)
+        stream_id = pair.client.send_request(RequestHeader("/t.S/M"), payload, end_stream=True)
+        pair.pump(max_rounds=400)
+        assert _message(pair, pair.take_server()) == _packed(payload)
+        pair.server.send_trailer(stream_id, Trailer(Status.OK), payload)
+        pair.pump(max_rounds=400)
+        assert _message(pair, pair.take_client()) == _packed(payload)
+    for rpc in (pair.client, pair.server):
+        assert rpc.quic._loss.congestion_window == WINDOW_DATAGRAMS * BIG
