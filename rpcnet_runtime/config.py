@@ -11,8 +11,10 @@ __all__ = ["LOOPBACK_DATAGRAM_SIZE", "MAX_DATAGRAM_SIZE", "ClientConfig", "Serve
 LOOPBACK_DATAGRAM_SIZE = 64_000
 """Loopback carries UDP payloads up to 65,507 bytes, and aioquic's cost is per packet, so big
 datagrams move bulk data with far fewer packets to build, encrypt and acknowledge. Above
-16,383 bytes aioquic 1.7 needs `stream_frames.install_wide_frames`, which every
-`RpcConnection` installs."""
+16,383 bytes every `RpcConnection` installs `stream_frames.install_wide_frames` (aioquic 1.7
+alone corrupts longer STREAM frames) and `window_cap.install_window_cap` (a congestion window
+of at most 16 datagrams, so aioquic keeps pacing: right for loopback's sub-millisecond RTT,
+too small for a long path)."""
 MAX_DATAGRAM_SIZE = 64_000
 """Largest accepted `max_datagram_size` (below the 65,507-byte UDP limit, with room for IPv6)."""
 
@@ -41,7 +43,8 @@ class _Common:
     max_datagram_size: int | None = None
     """Largest UDP payload sent. None: `LOOPBACK_DATAGRAM_SIZE` when the traffic stays on the
     loopback interface (a server bound to a loopback address, a client dialling one), else
-    1200 bytes, which every QUIC path carries. Raise it on paths known to carry more."""
+    1200 bytes, which every QUIC path carries. Raise it on paths known to carry more; above
+    16,383 bytes the congestion window is held at 16 datagrams (see `LOOPBACK_DATAGRAM_SIZE`)."""
     socket_buffer_size: int | None = 4 * 1024 * 1024
     """SO_RCVBUF and SO_SNDBUF asked for the UDP socket (the OS may cap them); None leaves the
     OS defaults, which drop bursts of large datagrams."""
