@@ -233,7 +233,7 @@ class ClientChannel:
             stream_id = protocol.core.send_request(header, message, end_stream=True)
         inbox = CallInbox(protocol, stream_id, single=not method.kind.server_streams)
         protocol.calls[stream_id] = inbox
-        protocol.transmit_soon()
+        protocol.call_written()
         return inbox
 
     async def _next(

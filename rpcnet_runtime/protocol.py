@@ -139,6 +139,11 @@ def quicken_debug_log(quic: QuicConnection) -> None:
     adapter.debug = debug  # type: ignore[method-assign]
 
 
+FLUSH_CALLS = 16
+"""Calls written in one loop iteration after which a connection transmits at once (see
+`RpcProtocol.call_written`; 16 gave the most calls/s at concurrency 64 on loopback)."""
+
+
 class TooManyMessages(Exception):
     """A peer sent more than one message on a side that carries exactly one."""
 
@@ -283,6 +288,7 @@ class RpcProtocol(QuicConnectionProtocol):
             receive_window=config.receive_window,
         )
         quicken_debug_log(quic)
+        self._unsent = 0
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._keepalive: asyncio.TimerHandle | None = None
         self.terminated = False
@@ -317,6 +323,28 @@ class RpcProtocol(QuicConnectionProtocol):
         """Send pending datagrams once the current loop iteration is done (batching)."""
         if self._transmit_task is None:
             self._transmit_task = self.loop.call_soon(self.transmit)
+
+    def call_written(self) -> None:
+        """A call's request (client) or last reply (server) was written: transmit at the end
+        of the loop iteration, or at once when `FLUSH_CALLS` calls are waiting.
+
+        A peer works on a datagram only once it has all of it: 64 calls in one big (loopback)
+        datagram leave it idle until the last is written, and then the sender idle while it
+        answers all 64. Sent in groups, the first are answered while the rest are still being
+        made, as they are with small datagrams (14,000 -> 21,000 calls/s at concurrency 64).
+        """
+        self._unsent += 1
+        if self._unsent < FLUSH_CALLS:
+            if self._transmit_task is None:
+                self._transmit_task = self.loop.call_soon(self.transmit)
+            return
+        if self._transmit_task is not None:
+            self._transmit_task.cancel()
+        self.transmit()
+
+    def transmit(self) -> None:
+        self._unsent = 0
+        super().transmit()
 
     def consumed(self, stream_id: int, size: int) -> None:
         if self.core.consume(stream_id, size):

@@ -149,7 +149,7 @@ class ServerProtocol(RpcProtocol):
             self.core.send_trailer(stream_id, trailer)
         else:
             self.core.send_trailer(stream_id, trailer, message)
-        self.transmit_soon()
+        self.call_written()
 
 
 class Server:
