@@ -42,6 +42,9 @@ frames (ACK, limits) under its own 16,383-byte length."""
 _EXTRA_LENGTH_BYTES = 2
 """A 4-byte varint length instead of aioquic's 2 bytes."""
 _FULL = 32
+_SMALL = MAX_FRAME_LENGTH - 64
+"""Bytes a stream may hold for sending and still get aioquic's own frame writer (its frame
+cannot be longer, and the frame's header is less than 64 bytes)."""
 """A packet with less room left than this is full: asking aioquic for a frame that would carry
 at most a few bytes costs more than waiting for the next packet (which aioquic starts as long
 as the current one is not empty)."""
@@ -123,6 +126,9 @@ def install_wide_frames(quic: QuicConnection) -> None:
         if room <= MAX_FRAME_LENGTH:
             if room < _FULL:
                 return 0  # a full packet: the stream waits for the next one, in its place
+            return write_stream(builder, space, stream, max_offset)
+        if len(stream.sender._buffer) < _SMALL and quic._handshake_complete:
+            # All the stream has to send fits aioquic's two-byte length (most calls).
             return write_stream(builder, space, stream, max_offset)
         view = wide_view if quic._handshake_complete else long_view
         view.builder = builder

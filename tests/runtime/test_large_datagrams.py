@@ -219,11 +219,21 @@ class _FakeBuilder:
         return self.buffer
 
 
+class _FakeSender:
+    def __init__(self, stream: _FakeStream) -> None:
+        self._stream = stream
+
+    @property
+    def _buffer(self) -> bytes:
+        return self._stream.data
+
+
 class _FakeStream:
     stream_id = 4
 
     def __init__(self, pending: int) -> None:
         self.data = bytes(range(256)) * (pending // 256)
+        self.sender = _FakeSender(self)
 
 
 def _fake_writer(space_seen: list[int], builders_seen: list[Any]) -> Callable[..., int]:
@@ -407,3 +417,13 @@ def test_a_bulk_transfer_reaches_the_ceiling_and_no_further(dev_certs: DevCerts)
         assert _message(pair, pair.take_client()) == _packed(payload)
     for rpc in (pair.client, pair.server):
         assert rpc.quic._loss.congestion_window == WINDOW_DATAGRAMS * BIG
+
+
+def test_a_small_stream_in_a_big_packet_gets_aioquic_s_own_writer() -> None:
+    quic, _, builders_seen, _ = _installed()
+    builder = _FakeBuilder(60_000)
+    assert quic._write_stream_frame(builder, None, _FakeStream(2_048), 1 << 30) == 2_048
+    assert builders_seen == [builder]  # no stand-in: the frame fits a two-byte length
+    written = Buffer(data=builder.buffer.data)
+    assert written.pull_uint_var() == 0x0A and written.pull_uint_var() == _FakeStream.stream_id
+    assert written.pull_uint16() == 2_048 | 0x4000
