@@ -148,7 +148,11 @@ async def test_sigkill_under_load_fails_no_call(
     lagger.cancel()
     worst = max(lags, key=lambda x: x[1])
     assert [(round(r.started - killed, 2), r.error) for r in report.failed] == [], (
-        round(worst[0] - killed, 2), round(worst[1], 3), failed_at, killed)
+        round(worst[0] - killed, 2),
+        round(worst[1], 3),
+        failed_at,
+        killed,
+    )
     assert len(report.records) == 420
     assert victim.worker_id in failed_at, "the director never learned of the failure"
     learned = failed_at[victim.worker_id]
