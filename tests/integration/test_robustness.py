@@ -48,6 +48,16 @@ async def raw_client(port: int, certs: DevCerts) -> AsyncIterator[QuicConnection
         yield protocol
 
 
+async def read_trailer(reader: asyncio.StreamReader) -> Trailer | None:
+    """Read a response stream up to its trailer (None if the stream ends without one)."""
+    decoder = FrameDecoder()
+    while chunk := await reader.read(65536):
+        for kind, payload in decoder.feed(chunk):
+            if kind is FrameType.TRAILER:
+                return decode_trailer(payload)
+    return None
+
+
 async def raw_call(protocol: QuicConnectionProtocol, data: bytes) -> Trailer:
     """Write `data` as a whole request stream and return the trailer that comes back."""
     reader, writer = await protocol.create_stream()
@@ -97,12 +107,7 @@ async def test_oversized_frame_is_refused_before_it_is_buffered(
         prefix = struct.pack(">BI", FrameType.MESSAGE, 3 * 1024**3)
         reader, writer = await protocol.create_stream()
         writer.write(header + prefix)
-        decoder = FrameDecoder()
-        trailer = None
-        while trailer is None and (chunk := await reader.read(65536)):
-            for kind, payload in decoder.feed(chunk):
-                if kind is FrameType.TRAILER:
-                    trailer = decode_trailer(payload)
+        trailer = await read_trailer(reader)
         assert trailer is not None and trailer.status is Status.RESOURCE_EXHAUSTED
         with contextlib.suppress(RuntimeError):  # the server reset our direction
             writer.close()
@@ -309,12 +314,7 @@ async def test_a_header_that_never_completes_is_failed_in_bounded_time(
             async with connect(f"127.0.0.1:{server.port}", tls=ClientTLS(ca=certs.ca)) as channel:
                 client = interop.TestServiceClient(channel)
                 assert (await client.empty_call(interop.Empty())) == interop.Empty()
-            decoder = FrameDecoder()
-            trailer = None
-            while trailer is None and (chunk := await reader.read(65536)):
-                for kind, payload in decoder.feed(chunk):
-                    if kind is FrameType.TRAILER:
-                        trailer = decode_trailer(payload)
+            trailer = await read_trailer(reader)
             waited = loop.time() - sent
             with contextlib.suppress(RuntimeError):  # the server reset our direction
                 writer.close()

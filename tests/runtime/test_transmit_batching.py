@@ -29,9 +29,8 @@ class _Transport(asyncio.DatagramTransport):
         return default
 
 
-async def test_a_datagram_is_answered_at_the_end_of_the_loop_iteration(
-    dev_certs: DevCerts,
-) -> None:
+def _connecting_client(dev_certs: DevCerts) -> tuple[ClientProtocol, _Transport]:
+    """A client protocol on a recording transport, its Initial packet waiting to be sent."""
     configuration = ClientTLS(ca=dev_certs.ca).quic_configuration(
         alpn_protocols=[ALPN], idle_timeout=5.0, server_name="localhost"
     )
@@ -39,8 +38,15 @@ async def test_a_datagram_is_answered_at_the_end_of_the_loop_iteration(
     protocol = ClientProtocol(quic, config=ClientConfig())
     transport = _Transport()
     protocol.connection_made(transport)
+    quic.connect(SERVER, now=asyncio.get_running_loop().time())
+    return protocol, transport
+
+
+async def test_a_datagram_is_answered_at_the_end_of_the_loop_iteration(
+    dev_certs: DevCerts,
+) -> None:
+    protocol, transport = _connecting_client(dev_certs)
     loop = asyncio.get_running_loop()
-    quic.connect(SERVER, now=loop.time())  # the Initial packet waits to be sent
 
     protocol.datagram_received(b"\x00" * 40, SERVER)  # not a QUIC packet: ignored
     assert transport.sent == []  # aioquic alone would have sent the Initial already
@@ -52,14 +58,7 @@ async def test_a_datagram_is_answered_at_the_end_of_the_loop_iteration(
 
 
 async def test_a_group_of_calls_is_transmitted_at_once(dev_certs: DevCerts) -> None:
-    configuration = ClientTLS(ca=dev_certs.ca).quic_configuration(
-        alpn_protocols=[ALPN], idle_timeout=5.0, server_name="localhost"
-    )
-    quic = QuicConnection(configuration=configuration)
-    protocol = ClientProtocol(quic, config=ClientConfig())
-    transport = _Transport()
-    protocol.connection_made(transport)
-    quic.connect(SERVER, now=asyncio.get_running_loop().time())  # something to send
+    protocol, transport = _connecting_client(dev_certs)
     for _ in range(FLUSH_CALLS - 1):
         protocol.call_written()
     assert transport.sent == []  # fewer than a group: sent at the end of the iteration
