@@ -13,16 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import socket
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Mapping
 from typing import Any, Generic, TypeVar
 
-from aioquic.quic.connection import QuicConnection
-
 from .channel import CallOptions
+from .client_dial import dial, split_address
 from .client_protocol import ClientProtocol, trailer_error
 from .config import ClientConfig
-from .connection import ALPN
 from .descriptors import MethodDescriptor, RequestT, ResponseT
 from .errors import RpcError
 from .framing import RequestHeader, Trailer, method_id
@@ -33,9 +30,6 @@ from .protocol import (
     CallInbox,
     TooManyMessages,
     decode_message,
-    enable_icmp_errors,
-    is_loopback,
-    tune_socket,
 )
 from .status import Status
 from .tls import ClientTLS
@@ -43,13 +37,6 @@ from .tls import ClientTLS
 __all__ = ["ChannelPolicy", "ClientChannel", "connect"]
 
 T = TypeVar("T")
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address must be 'host:port', got {address!r}")
-    return host.strip("[]"), int(port)
 
 
 class ClientChannel:
@@ -65,7 +52,7 @@ class ClientChannel:
         rng: random.Random | None = None,
     ):
         self.address = address
-        self.host, self.port = _split_address(address)
+        self.host, self.port = split_address(address)
         self.tls = tls
         self.config = config or ClientConfig()
         self.policy = policy or ChannelPolicy()
@@ -114,7 +101,9 @@ class ClientChannel:
             return protocol
         dialing = self._dialing
         if dialing is None or dialing.done():
-            dialing = self._dialing = asyncio.ensure_future(self._dial())
+            dialing = self._dialing = asyncio.ensure_future(
+                dial(self.address, self.host, self.port, self.tls, self.config)
+            )
             dialing.add_done_callback(_retrieve)
         try:
             if deadline is None:
@@ -130,45 +119,6 @@ class ClientChannel:
             protocol.shutdown()
             raise RpcError(Status.UNAVAILABLE, "the channel is closed", not_processed=True)
         self._protocol = protocol
-        return protocol
-
-    async def _dial(self) -> ClientProtocol:
-        loop = asyncio.get_running_loop()
-        timeout = self.config.connect_timeout
-        protocol: ClientProtocol | None = None
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-                family, _, _, _, address = infos[0]
-                configuration = self.tls.quic_configuration(
-                    alpn_protocols=[ALPN],
-                    idle_timeout=self.config.idle_timeout,
-                    server_name=self.host,
-                )
-                configuration.max_stream_data = self.config.receive_window
-                loopback = is_loopback(str(address[0]))
-                configuration.max_datagram_size = self.config.datagram_size(loopback)
-                quic = QuicConnection(configuration=configuration)
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: ClientProtocol(quic, config=self.config),
-                    local_addr=("::1" if family == socket.AF_INET6 else "127.0.0.1", 0)
-                    if loopback
-                    else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
-                )
-                tune_socket(transport, self.config.socket_buffer_size)
-                enable_icmp_errors(transport)  # a closed server port fails calls at once
-                protocol.connect(address)
-                await protocol.ready
-        except (OSError, TimeoutError, RpcError, ConnectionError) as exc:
-            if protocol is not None:
-                protocol.shutdown()
-            reason = str(exc) or type(exc).__name__
-            raise RpcError(
-                Status.UNAVAILABLE,
-                f"cannot connect to {self.address}: {reason}",
-                not_processed=True,
-            ) from None
-        protocol.start_keepalive(self.config.keepalive_interval)
         return protocol
 
     # -- one attempt ---------------------------------------------------------------------
