@@ -354,15 +354,7 @@ class RpcConnection:
         if self.is_client:
             if first is not FrameType.MESSAGE or second is not FrameType.TRAILER:
                 return False
-            call.consumed += len(second_payload) + 5
-            try:
-                trailer = decode_trailer(second_payload)
-            except FrameError as exc:
-                self._fail(stream_id, call, Status.INTERNAL, exc.message, out)
-                return True
-            call.input_ended = True
-            out.append(TrailerReceived(stream_id, trailer, first_payload))
-            self._forget_if_done(stream_id, call)
+            self._on_trailer(stream_id, call, second_payload, out, message=first_payload)
             return True
         if (
             not fin
@@ -372,17 +364,53 @@ class RpcConnection:
             or not call.decoder.at_boundary()
         ):
             return False
-        call.consumed += len(first_payload) + 5
+        self._on_header(stream_id, call, first_payload, out, message=second_payload)
+        return True
+
+    def _on_header(
+        self,
+        stream_id: int,
+        call: _Call,
+        payload: bytes,
+        out: list[RpcEvent],
+        message: bytes | None = None,
+    ) -> bool:
+        """Server: the call's HEADER frame; with `message`, the whole unary request (header,
+        its one message and FIN) arrived at once. False when the header failed the call."""
+        call.consumed += len(payload) + 5
         try:
-            header = decode_header(first_payload)
+            header = decode_header(payload)
         except FrameError as exc:
             self._fail(stream_id, call, exc.status, exc.message, out)
-            return True
+            return False
         call.header_seen = True
-        call.input_ended = True
-        out.append(RequestReceived(stream_id, header, second_payload, ended=True))
-        self._forget_if_done(stream_id, call)
+        if message is None:
+            out.append(RequestReceived(stream_id, header))
+        else:
+            call.input_ended = True
+            out.append(RequestReceived(stream_id, header, message, ended=True))
+            self._forget_if_done(stream_id, call)
         return True
+
+    def _on_trailer(
+        self,
+        stream_id: int,
+        call: _Call,
+        payload: bytes,
+        out: list[RpcEvent],
+        message: bytes | None = None,
+    ) -> None:
+        """Client: the response's TRAILER frame, with the response's one message when both
+        arrived at once."""
+        call.consumed += len(payload) + 5
+        try:
+            trailer = decode_trailer(payload)
+        except FrameError as exc:
+            self._fail(stream_id, call, Status.INTERNAL, exc.message, out)
+            return
+        call.input_ended = True
+        out.append(TrailerReceived(stream_id, trailer, message))
+        self._forget_if_done(stream_id, call)
 
     def _open_remote(self, stream_id: int) -> _Call | None:
         if self.is_client:
@@ -408,20 +436,11 @@ class RpcConnection:
     def _server_frame(
         self, stream_id: int, call: _Call, kind: FrameType, payload: bytes, out: list[RpcEvent]
     ) -> bool:
-        size = len(payload) + 5
         if kind is FrameType.MESSAGE and call.header_seen:
-            out.append(MessageReceived(stream_id, payload, size))
+            out.append(MessageReceived(stream_id, payload, len(payload) + 5))
             return False
         if kind is FrameType.HEADER and not call.header_seen:
-            call.consumed += size
-            try:
-                header = decode_header(payload)
-            except FrameError as exc:
-                self._fail(stream_id, call, exc.status, exc.message, out)
-                return True
-            call.header_seen = True
-            out.append(RequestReceived(stream_id, header))
-            return False
+            return not self._on_header(stream_id, call, payload, out)
         problem = "a second request header" if kind is FrameType.HEADER else f"a {kind.name}"
         if not call.header_seen:
             problem = f"a {kind.name} before the request header"
@@ -431,20 +450,11 @@ class RpcConnection:
     def _client_frame(
         self, stream_id: int, call: _Call, kind: FrameType, payload: bytes, out: list[RpcEvent]
     ) -> bool:
-        size = len(payload) + 5
         if kind is FrameType.MESSAGE:
-            out.append(MessageReceived(stream_id, payload, size))
+            out.append(MessageReceived(stream_id, payload, len(payload) + 5))
             return False
         if kind is FrameType.TRAILER:
-            call.consumed += size
-            try:
-                trailer = decode_trailer(payload)
-            except FrameError as exc:
-                self._fail(stream_id, call, Status.INTERNAL, exc.message, out)
-                return True
-            call.input_ended = True
-            out.append(TrailerReceived(stream_id, trailer))
-            self._forget_if_done(stream_id, call)
+            self._on_trailer(stream_id, call, payload, out)
             return True
         self._fail(stream_id, call, Status.INTERNAL, "malformed response: a request header", out)
         return True
