@@ -122,9 +122,13 @@ async def _read_payload(call: ServerCall) -> bytes:
     return payload
 
 
-async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:
-    payload = await _read_payload(call)
+def _decode_request(method: MethodDescriptor[Any, Any], payload: bytes) -> Any:
+    """The request message of `payload`; a bad one is the caller's INVALID_ARGUMENT."""
     return decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+
+
+async def _read_one(call: ServerCall, method: MethodDescriptor[Any, Any]) -> Any:
+    return _decode_request(method, await _read_payload(call))
 
 
 class _StoredOutcome(Exception):
@@ -185,7 +189,7 @@ async def _invoke_once(store: IdempotencyStore, call: ServerCall, route: Route, 
     if claim.kind is not ClaimKind.RUN:
         raise claim.error()
     try:
-        request = decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+        request = _decode_request(method, payload)
         wire = (await handler(request, ctx)).to_wire()
     except RpcError as exc:
         if exc.status in _TRANSIENT or exc.retry_after_seconds is not None or exc.not_processed:
@@ -205,7 +209,7 @@ async def _invoke_once(store: IdempotencyStore, call: ServerCall, route: Route, 
 async def _requests(call: ServerCall, method: MethodDescriptor[Any, Any]) -> AsyncIterator[Any]:
     assert call.inbox is not None  # client-streaming calls always have one
     while (payload := await call.inbox.get()) is not None:
-        yield decode_message(method.request_type, payload, "request", Status.INVALID_ARGUMENT)
+        yield _decode_request(method, payload)
 
 
 async def _stream_out(protocol: ServerProtocol, call: ServerCall, responses: Any) -> None:
@@ -225,10 +229,8 @@ async def _invoke(protocol: ServerProtocol, call: ServerCall, route: Route) -> A
         store = protocol.server.idempotency_store
         if key and store is not None and method.policy.idempotent:
             return await _invoke_once(store, call, route, key)
-        if call.inbox is None:  # the request arrived whole: no waiting, one frame less
-            request = decode_message(
-                method.request_type, call.request, "request", Status.INVALID_ARGUMENT
-            )
+        if call.inbox is None:  # the request arrived whole: no waiting, two frames less
+            request = _decode_request(method, call.request)
         else:
             request = await _read_one(call, method)
         response = await handler(request, call.ctx)

@@ -335,8 +335,7 @@ class RpcProtocol(QuicConnectionProtocol):
         """
         self._unsent += 1
         if self._unsent < FLUSH_CALLS:
-            if self._transmit_task is None:
-                self._transmit_task = self.loop.call_soon(self.transmit)
+            self.transmit_soon()
             return
         if self._transmit_task is not None:
             self._transmit_task.cancel()
