@@ -134,7 +134,7 @@ class RpcConnection:
         """Client stream ids below the highest seen whose first bytes have not arrived."""
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
-        install_credit_rule(quic, self.calls, self._credit_due, self.credit_limit)
+        install_credit_rule(quic, self._credit_due, self.credit_limit)
         install_wide_frames(quic)
         install_window_cap(quic)
 

@@ -28,16 +28,15 @@ __all__ = ["install_credit_rule"]
 
 def install_credit_rule(
     quic: QuicConnection,
-    calls: dict[int, Any],
     due: set[int],
     credit_limit: Callable[[int], int | None],
 ) -> None:
     """Write `quic`'s per-stream credit for the calls in `due`, once per packet.
 
-    :param calls: the core's call table (stream id to call); other streams get no credit.
     :param due: stream ids whose credit should be looked at in the next packet; the rule
         empties it as it writes.
-    :param credit_limit: the credit a call should have (None once the call is gone).
+    :param credit_limit: the credit a call should have; None for a stream that is not a
+        call (any more), which gets no credit.
     """
     streams = quic._streams
     write_connection_limits = quic._write_connection_limits
@@ -52,7 +51,7 @@ def install_credit_rule(
         while due:
             stream_id = next(iter(due))
             stream = streams.get(stream_id)
-            limit = credit_limit(stream_id) if stream_id in calls else None
+            limit = credit_limit(stream_id)
             if stream is None or limit is None or stream.receiver.is_finished:
                 due.discard(stream_id)
                 continue
