@@ -29,7 +29,9 @@ Rules the core enforces:
 6. Datagrams above 16 KB (loopback) work: `stream_frames.install_wide_frames` writes STREAM
    frame lengths as full varints (aioquic 1.7.2 cuts them to two bytes) and keeps frames in
    long-header packets under 16 KB; `window_cap.install_window_cap` keeps aioquic's pacer
-   working on such connections (see there).
+   working on such connections (see there). On every connection the same frame writer marks a
+   stream that has sent all it holds as done sending, so aioquic asks it for a frame once, not
+   twice, per call.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ class RpcConnection:
         self._credit_due: set[int] = set()
         """Calls whose receive credit should be recomputed at the next packet."""
         install_credit_rule(quic, self._credit_due, self.credit_limit)
-        install_wide_frames(quic)
+        install_wide_frames(quic, settle_sent=True)
         install_window_cap(quic)
 
     # -- inputs from aioquic -------------------------------------------------------------

@@ -22,7 +22,11 @@ a stand-in for the packet builder:
 When a packet has no more room than a two-byte length can describe, aioquic's method runs
 unchanged, unless the packet is full (less than `_FULL` bytes left): then no frame is asked for,
 saving a call per waiting stream per packet. On connections whose datagrams are at most 16,383
-bytes nothing is installed.
+bytes only the stream writer's settling (below) is installed, when asked for.
+
+With ``settle_sent`` (rpcnet's own connections), a stream that has just written all it holds is
+marked as having nothing more to send, which aioquic learns only by asking it for one more frame
+in the next packet: one frame-writer call per stream per call instead of two.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStreamSender
 
 __all__ = ["LONG_HEADER_FRAME_CAP", "MAX_FRAME_LENGTH", "install_wide_frames"]
 
@@ -107,15 +112,26 @@ class _BuilderView:
         return lengths
 
 
-def install_wide_frames(quic: QuicConnection) -> None:
+def install_wide_frames(quic: QuicConnection, *, settle_sent: bool = False) -> None:
     """Let `quic` send datagrams above 16 KB without corrupt frames (see the module text).
 
-    Does nothing when the connection's datagrams are at most 16,383 bytes. Install it before
-    the connection sends its first packet.
+    With `settle_sent`, a stream that has just written all it holds is marked as having nothing
+    more to send (`_settle`); without it, nothing is installed on a connection whose datagrams
+    are at most 16,383 bytes. Install it before the connection sends its first packet.
     """
-    if quic._max_datagram_size <= MAX_FRAME_LENGTH:
+    wide = quic._max_datagram_size > MAX_FRAME_LENGTH
+    if not wide and not settle_sent:
         return
     write_stream = quic._write_stream_frame
+    if not wide:
+
+        def write_narrow_frame(builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+            used = write_stream(builder, space, stream, max_offset)
+            _settle(stream.sender)
+            return used
+
+        quic._write_stream_frame = write_narrow_frame  # type: ignore[method-assign]
+        return
     write_crypto = quic._write_crypto_frame
     lengths = _LengthBuffer()
     long_view = _BuilderView(LONG_HEADER_FRAME_CAP, 0, None)
@@ -126,17 +142,21 @@ def install_wide_frames(quic: QuicConnection) -> None:
         if room <= MAX_FRAME_LENGTH:
             if room < _FULL:
                 return 0  # a full packet: the stream waits for the next one, in its place
-            return write_stream(builder, space, stream, max_offset)
-        if len(stream.sender._buffer) < _SMALL and quic._handshake_complete:
+            used = write_stream(builder, space, stream, max_offset)
+        elif len(stream.sender._buffer) < _SMALL and quic._handshake_complete:
             # All the stream has to send fits aioquic's two-byte length (most calls).
-            return write_stream(builder, space, stream, max_offset)
-        view = wide_view if quic._handshake_complete else long_view
-        view.builder = builder
-        try:
-            return write_stream(view, space, stream, max_offset)  # type: ignore[arg-type]
-        finally:
-            view.builder = None
-            lengths.buffer = None
+            used = write_stream(builder, space, stream, max_offset)
+        else:
+            view = wide_view if quic._handshake_complete else long_view
+            view.builder = builder
+            try:
+                used = write_stream(view, space, stream, max_offset)  # type: ignore[arg-type]
+            finally:
+                view.builder = None
+                lengths.buffer = None
+        if settle_sent:
+            _settle(stream.sender)
+        return used
 
     def write_crypto_frame(builder: Any, space: Any, stream: Any) -> bool:
         if builder.remaining_flight_space <= LONG_HEADER_FRAME_CAP:
@@ -149,3 +169,16 @@ def install_wide_frames(quic: QuicConnection) -> None:
 
     quic._write_stream_frame = write_stream_frame  # type: ignore[method-assign]
     quic._write_crypto_frame = write_crypto_frame  # type: ignore[method-assign]
+
+
+def _settle(sender: QuicStreamSender) -> None:
+    """Mark `sender` as having nothing to send when no data and no FIN is pending.
+
+    aioquic sets ``buffer_is_empty`` only when asked for a frame it cannot give, so a stream
+    that has sent all it holds (a call's whole request or reply, with its FIN) is visited once
+    more, in the next packet, for nothing: a second frame-writer call per stream per call.
+    New data (``write``) and data or a FIN reported lost (``on_data_delivery``) clear the flag
+    again, so sending and retransmission are unchanged.
+    """
+    if not sender._pending_eof and not len(sender._pending):
+        sender.buffer_is_empty = True

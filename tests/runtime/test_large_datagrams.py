@@ -16,6 +16,7 @@ from aioquic._buffer import Buffer
 from aioquic.buffer import size_uint_var
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStreamSender
 from quic_pair import SERVER_ADDR, Pair
 
 from rpcnet_runtime.certs import DevCerts
@@ -427,3 +428,81 @@ def test_a_small_stream_in_a_big_packet_gets_aioquic_s_own_writer() -> None:
     written = Buffer(data=builder.buffer.data)
     assert written.pull_uint_var() == 0x0A and written.pull_uint_var() == _FakeStream.stream_id
     assert written.pull_uint16() == 2_048 | 0x4000
+
+
+# -- settled streams: one frame-writer visit per stream that sent all it holds ----------------
+
+
+def _count_frames_asked(monkeypatch: pytest.MonkeyPatch) -> dict[int | None, int]:
+    """How often aioquic asks each stream for a frame to send (by stream id)."""
+    asked: dict[int | None, int] = {}
+    get_frame = QuicStreamSender.get_frame
+
+    def counting(self: QuicStreamSender, *args: Any, **kwargs: Any) -> Any:
+        asked[self._stream_id] = asked.get(self._stream_id, 0) + 1
+        return get_frame(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuicStreamSender, "get_frame", counting)
+    return asked
+
+
+def _unary_exchanges(pair: Pair, count: int) -> list[int]:
+    """`count` unary calls answered by the server; returns the client's stream ids."""
+    ids = [
+        pair.client.send_request(RequestHeader("/t.S/M"), {1: n}, end_stream=True)
+        for n in range(count)
+    ]
+    pair.pump()
+    requests = [e for e in pair.take_server() if isinstance(e, RequestReceived)]
+    assert [e.stream_id for e in requests] == ids
+    for event in requests:
+        pair.server.send_trailer(event.stream_id, Trailer(Status.OK), {1: "ok"})
+    pair.pump()
+    return ids
+
+
+@pytest.mark.parametrize("datagram", [1200, BIG])
+def test_a_stream_that_sent_all_it_holds_is_not_asked_again(
+    dev_certs: DevCerts, monkeypatch: pytest.MonkeyPatch, datagram: int
+) -> None:
+    pair, _ = _big_pair(dev_certs, datagram)
+    asked = _count_frames_asked(monkeypatch)
+    ids = _unary_exchanges(pair, 20)
+    replies = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
+    assert [e.stream_id for e in replies] == ids
+    # Each request and each reply left in one frame with its FIN; aioquic alone asks each
+    # stream once more, in the next packet, to learn that it has nothing left.
+    assert {asked[stream_id] for stream_id in ids} == {2}  # once by the client, once the server
+    for rpc in (pair.client, pair.server):
+        assert rpc.quic._streams == {}  # every stream finished and was discarded
+
+
+@pytest.mark.parametrize("lose", ["requests", "replies"])
+def test_settled_streams_still_resend_what_was_lost(dev_certs: DevCerts, lose: str) -> None:
+    pair, _ = _big_pair(dev_certs)
+    ids = [
+        pair.client.send_request(RequestHeader("/t.S/M"), {1: n}, end_stream=True) for n in range(8)
+    ]
+    if lose == "requests":
+        pair.drop = True
+    pair.step()
+    pair.drop = False
+    if lose == "replies":
+        requests = [e for e in pair.take_server() if isinstance(e, RequestReceived)]
+        for event in requests:
+            pair.server.send_trailer(event.stream_id, Trailer(Status.OK), {1: "ok"})
+        pair.drop = True
+        pair.step()
+        pair.drop = False
+    assert pair.dropped >= 1
+    answered: set[int] = set()
+    for _ in range(100):  # the probe timeout resends what was lost (bounded)
+        pair.advance(0.05)
+        pair.pump(max_rounds=200)
+        for event in pair.take_server():
+            if isinstance(event, RequestReceived):
+                pair.server.send_trailer(event.stream_id, Trailer(Status.OK), {1: "ok"})
+        answered |= {e.stream_id for e in pair.take_client() if isinstance(e, TrailerReceived)}
+        if answered == set(ids):
+            break
+    assert answered == set(ids)
