@@ -9,8 +9,10 @@ untouched):
   just enough to finish the frame in progress. The core names the calls whose credit may have
   changed in its ``due`` set (data arrived, the application consumed some).
 - The frames are written once per packet, after aioquic's connection-level limits, for the due
-  calls only; aioquic's per-stream pass becomes a C-level no-op. A lost MAX_STREAM_DATA frame
-  puts its stream back in ``due``, so it is sent again.
+  calls only. aioquic's per-stream pass is skipped: it walks ``_streams.values()``, and the
+  connection's stream table becomes a `_StreamTable`, a dict whose ``values()`` is empty (aioquic
+  uses it nowhere else); its per-stream writer is also made a no-op. A lost MAX_STREAM_DATA
+  frame puts its stream back in ``due``, so it is sent again.
 - Streams the core no longer knows (finished or abandoned calls) get no more credit.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicDeliveryState
+from aioquic.quic.stream import QuicStream
 
 __all__ = ["install_credit_rule"]
 
@@ -38,7 +41,7 @@ def install_credit_rule(
     :param credit_limit: the credit a call should have; None for a stream that is not a
         call (any more), which gets no credit.
     """
-    streams = quic._streams
+    streams = quic._streams = _StreamTable(quic._streams)
     write_connection_limits = quic._write_connection_limits
 
     def on_delivery(delivery: QuicDeliveryState, stream: Any) -> None:
@@ -71,6 +74,20 @@ def install_credit_rule(
             due.discard(stream_id)
 
     quic._write_connection_limits = write_limits  # type: ignore[method-assign]
-    # aioquic calls this for every open stream in every packet; `dict` accepts its keyword
+    # Never called while the table's values() is empty; if it were, `dict` accepts its keyword
     # arguments and does nothing else, in C.
     quic._write_stream_limits = dict  # type: ignore[method-assign, assignment]
+
+
+class _StreamTable(dict[int, QuicStream]):
+    """aioquic's table of open streams, by id, whose ``values()`` is empty.
+
+    aioquic 1.7.2 calls ``values()`` in one place only: its per-stream credit pass, over every
+    open stream in every packet it builds, which `install_credit_rule` replaces. Lookups,
+    insertions, removals, ``items()`` and iteration over the ids are those of a dict.
+    """
+
+    __slots__ = ()
+
+    def values(self) -> tuple[QuicStream, ...]:  # type: ignore[override]
+        return ()

@@ -375,6 +375,27 @@ def test_lost_credit_frame_is_sent_again(dev_certs: DevCerts) -> None:
     assert [e for e in pair.take_server() if isinstance(e, MessageReceived)]
 
 
+def test_aioquic_s_per_stream_credit_pass_finds_no_stream(dev_certs: DevCerts) -> None:
+    """Its per-stream pass (every open stream, every packet) is the credit rule's to skip:
+    the stream table shows aioquic no values, and the table still answers lookups."""
+    pair = make_pair(dev_certs, receive_window=16 * 1024)
+    pair.take_client()
+    passes: list[int] = []
+    for rpc in (pair.client, pair.server):
+        rpc.quic._write_stream_limits = lambda **kwargs: passes.append(1)  # type: ignore[method-assign]
+    ids = [pair.client.send_request(HEADER) for _ in range(5)]
+    pair.pump()
+    assert len(pair.server.quic._streams) == 5 and set(pair.server.quic._streams) == set(ids)
+    assert pair.server.quic._streams.values() == ()
+    assert [s.stream_id for _, s in pair.server.quic._streams.items()] == ids
+    for sid in ids:
+        pair.client.send_message(sid, {1: b"z" * 100_000}, end_stream=True)
+    pair.pump(max_rounds=200)
+    assert passes == []
+    ended = [e for e in pair.take_server() if isinstance(e, InputEnded)]
+    assert sorted(e.stream_id for e in ended) == ids  # 500 kB crossed: credit was given
+
+
 def test_a_call_whose_header_never_completes_is_failed_at_the_second_sweep(
     dev_certs: DevCerts,
 ) -> None:
