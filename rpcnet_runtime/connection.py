@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 Every call is one client-initiated bidirectional QUIC stream. `RpcConnection` keeps a call
-table keyed by stream id; each entry holds the stream's `FrameDecoder` and where each direction
-stands. The asyncio shell feeds every aioquic event to `handle_event` and acts on the returned
+table keyed by stream id; each entry holds where each direction stands and, once a chunk of the
+stream ended inside a frame, its `FrameDecoder` (chunks of whole frames, such as a unary request
+or reply arriving at once, are split without one). The asyncio shell feeds every aioquic event to `handle_event` and acts on the returned
 `RpcEvent` list; it sends with `send_request`, `send_message`, `end_input`, `send_trailer` and
 `cancel`, and then asks the `QuicConnection` for datagrams as usual.
 
@@ -71,6 +72,8 @@ from .framing import (
     encode_header,
     encode_message,
     encode_trailer,
+    frame_kinds,
+    split_frames,
 )
 from .status import Status
 from .stream_frames import install_wide_frames
@@ -96,7 +99,9 @@ _NO_MESSAGE: Any = object()
 
 @dataclass(slots=True)
 class _Call:
-    decoder: FrameDecoder
+    decoder: FrameDecoder | None = None
+    """Created by the first chunk of the stream that ends inside a frame: until then every
+    chunk held whole frames only, and nothing is buffered."""
     header_seen: bool = False
     input_ended: bool = False
     """The peer's direction is over: FIN seen, trailer seen, or we stopped reading."""
@@ -106,6 +111,11 @@ class _Call:
     """Stream offset up to which data reached the core."""
     consumed: int = 0
     """Bytes the application took (control frames count at once)."""
+
+
+def _at_boundary(call: _Call) -> bool:
+    """No partial frame is held for `call` (a FIN here ends its stream cleanly)."""
+    return call.decoder is None or call.decoder.at_boundary()
 
 
 class RpcConnection:
@@ -124,6 +134,7 @@ class RpcConnection:
         self.is_client = is_client
         self.max_frame_size = max_frame_size
         self.max_header_size = max_header_size
+        self._kinds = frame_kinds(max_frame_size, min(max_header_size, max_frame_size))
         self.receive_window = receive_window
         self.calls: dict[int, _Call] = {}
         self.terminated = False
@@ -186,11 +197,7 @@ class RpcConnection:
         data = encode_header(header)
         if message is not _NO_MESSAGE:
             data += encode_message(message)
-        call = _Call(
-            FrameDecoder(self.max_frame_size, self.max_header_size),
-            header_seen=True,
-            output_ended=end_stream,
-        )
+        call = _Call(header_seen=True, output_ended=end_stream)
         self.calls[stream_id] = call
         self.quic.send_stream_data(stream_id, data, end_stream)
         return stream_id
@@ -302,7 +309,8 @@ class RpcConnection:
         call = self.calls.get(stream_id)
         if call is None:
             return None
-        finish_frame = call.received + call.decoder.pending_frame_remaining
+        decoder = call.decoder
+        finish_frame = call.received + (0 if decoder is None else decoder.pending_frame_remaining)
         return max(call.consumed + self.receive_window, finish_frame)
 
     # -- internals ------------------------------------------------------------------------
@@ -316,16 +324,23 @@ class RpcConnection:
         if call.input_ended:
             return  # after a trailer, a failure or stop-reading: nothing more to say
         call.received += len(data)
+        decoder = call.decoder
         try:
-            frames = call.decoder.feed(data) if data else []
+            if decoder is not None:
+                frames = decoder.feed(data)
+            else:
+                frames, used = split_frames(data, self._kinds)
+                if used < len(data):
+                    decoder = call.decoder = FrameDecoder(self.max_frame_size, self.max_header_size)
+                    decoder.feed(data[used:])
         except FrameError as exc:
             self._fail(stream_id, call, exc.status, exc.message, out)
             return
-        if call.decoder.buffered:
+        if decoder is not None and decoder.buffered:
             # A frame is incomplete: make sure the peer may send all of it.
             stream = self.quic._streams.get(stream_id)
             granted = stream.max_stream_data_local if stream is not None else 0
-            if call.received + call.decoder.pending_frame_remaining > granted:
+            if call.received + decoder.pending_frame_remaining > granted:
                 self._credit_due.add(stream_id)
         if len(frames) == 2 and self._whole_exchange(stream_id, call, frames, fin, out):
             return
@@ -363,7 +378,7 @@ class RpcConnection:
             or call.header_seen
             or first is not FrameType.HEADER
             or second is not FrameType.MESSAGE
-            or not call.decoder.at_boundary()
+            or not _at_boundary(call)
         ):
             return False
         self._on_header(stream_id, call, first_payload, out, message=second_payload)
@@ -431,7 +446,7 @@ class RpcConnection:
             # but not seen yet. The peer's stream limit bounds this set.
             self._skipped.update(range(self._highest_stream_id + 4, stream_id, 4))
             self._highest_stream_id = stream_id
-        call = _Call(FrameDecoder(self.max_frame_size, self.max_header_size))
+        call = _Call()
         self.calls[stream_id] = call
         return call
 
@@ -462,7 +477,7 @@ class RpcConnection:
         return True
 
     def _on_fin(self, stream_id: int, call: _Call, out: list[RpcEvent]) -> None:
-        if not call.decoder.at_boundary():
+        if not _at_boundary(call):
             self._fail(stream_id, call, Status.INVALID_ARGUMENT, "truncated frame at FIN", out)
         elif self.is_client:
             self._fail(stream_id, call, Status.INTERNAL, "response ended without a trailer", out)

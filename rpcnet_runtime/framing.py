@@ -43,7 +43,9 @@ __all__ = [
     "encode_header",
     "encode_message",
     "encode_trailer",
+    "frame_kinds",
     "method_id",
+    "split_frames",
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
@@ -343,7 +345,7 @@ class FrameDecoder:
         self.max_frame_size = max_frame_size
         self.max_header_size = min(max_header_size, max_frame_size)
         """HEADER and TRAILER frames (the call's fields and metadata) have this lower limit."""
-        self._kinds = _frame_kinds(max_frame_size, self.max_header_size)
+        self._kinds = frame_kinds(max_frame_size, self.max_header_size)
         self._buffer = bytearray()
 
     @property
@@ -373,48 +375,63 @@ class FrameDecoder:
             if len(buffer) < PREFIX_SIZE:
                 return []
             kind, length = _PREFIX.unpack_from(buffer, 0)
-            self._check(kind, length)
+            entry = self._kinds.get(kind)
+            if entry is None or length > entry[1]:
+                _refuse(self._kinds, kind, length)
             if len(buffer) < PREFIX_SIZE + length:
                 return []  # still inside one frame: no copy, no parse
             source = bytes(buffer)
             buffer.clear()
         else:
             source = data
-        frames: list[tuple[FrameType, bytes]] = []
-        pos = 0
-        end = len(source)
-        unpack_from = _PREFIX.unpack_from
-        kinds = self._kinds
-        while end - pos >= PREFIX_SIZE:
-            kind, length = unpack_from(source, pos)
-            entry = kinds.get(kind)
-            if entry is None or length > entry[1]:
-                self._check(kind, length)
-            stop = pos + PREFIX_SIZE + length
-            if stop > end:
-                break
-            frames.append((entry[0], source[pos + PREFIX_SIZE : stop]))  # type: ignore[index]
-            pos = stop
-        if pos < end:
-            self._buffer += memoryview(source)[pos:]
+        frames, used = split_frames(source, self._kinds)
+        if used < len(source):
+            self._buffer += memoryview(source)[used:]
         return frames
 
-    def _check(self, kind: int, length: int) -> None:
-        entry = self._kinds.get(kind)
-        if entry is None:
-            raise FrameError(Status.INVALID_ARGUMENT, f"malformed frame: unknown type 0x{kind:02x}")
-        frame_type, limit = entry
-        if length > limit:
-            what = "frame" if frame_type is FrameType.MESSAGE else f"{frame_type.name} frame"
-            raise FrameError(
-                Status.RESOURCE_EXHAUSTED,
-                f"{what} of {length} bytes exceeds the limit of {limit} bytes",
-            )
+
+Kinds = dict[int, tuple[FrameType, int]]
+"""Each frame type's byte, with the type and its size limit (`frame_kinds`)."""
+
+
+def split_frames(source: bytes, kinds: Kinds) -> tuple[list[tuple[FrameType, bytes]], int]:
+    """The whole frames at the start of `source`, and the offset where they end (a partial
+    frame may follow). Raises `FrameError` for an unknown type or a frame above its limit as
+    soon as its prefix is seen."""
+    frames: list[tuple[FrameType, bytes]] = []
+    pos = 0
+    end = len(source)
+    unpack_from = _PREFIX.unpack_from
+    while end - pos >= PREFIX_SIZE:
+        kind, length = unpack_from(source, pos)
+        entry = kinds.get(kind)
+        if entry is None or length > entry[1]:
+            _refuse(kinds, kind, length)
+        stop = pos + PREFIX_SIZE + length
+        if stop > end:
+            break
+        frames.append((entry[0], source[pos + PREFIX_SIZE : stop]))  # type: ignore[index]
+        pos = stop
+    return frames, pos
+
+
+def _refuse(kinds: Kinds, kind: int, length: int) -> None:
+    """Raise the `FrameError` for a prefix of unknown type `kind` or above its limit."""
+    entry = kinds.get(kind)
+    if entry is None:
+        raise FrameError(Status.INVALID_ARGUMENT, f"malformed frame: unknown type 0x{kind:02x}")
+    frame_type, limit = entry
+    what = "frame" if frame_type is FrameType.MESSAGE else f"{frame_type.name} frame"
+    raise FrameError(
+        Status.RESOURCE_EXHAUSTED,
+        f"{what} of {length} bytes exceeds the limit of {limit} bytes",
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _frame_kinds(max_frame_size: int, max_header_size: int) -> dict[int, tuple[FrameType, int]]:
-    """Each frame type's byte and its size limit (shared by the decoders of one setting)."""
+def frame_kinds(max_frame_size: int, max_header_size: int) -> Kinds:
+    """Each frame type's byte and its size limit (shared by the decoders of one setting);
+    HEADER and TRAILER frames have `max_header_size`, MESSAGE frames `max_frame_size`."""
     return {
         int(kind): (kind, max_frame_size if kind is FrameType.MESSAGE else max_header_size)
         for kind in FrameType

@@ -27,7 +27,6 @@ from rpcnet_runtime.events import (
     TrailerReceived,
 )
 from rpcnet_runtime.framing import (
-    FrameDecoder,
     FrameType,
     RequestHeader,
     Trailer,
@@ -131,7 +130,7 @@ def test_malformed_header_gets_invalid_argument(dev_certs: DevCerts) -> None:
     sid = pair.client.quic.get_next_available_stream_id()
     pair.client.quic.send_stream_data(sid, encode_frame(FrameType.HEADER, b"\xc1garbage"), True)
     # Let the client core expect the answer to this hand-written request.
-    pair.client.calls[sid] = _Call(FrameDecoder(), header_seen=True, output_ended=True)
+    pair.client.calls[sid] = _Call(header_seen=True, output_ended=True)
     pair.pump()
     (trailer,) = [e for e in pair.take_client() if isinstance(e, TrailerReceived)]
     assert trailer.trailer.status is Status.INVALID_ARGUMENT
@@ -402,10 +401,10 @@ def test_a_call_whose_header_never_completes_is_failed_at_the_second_sweep(
     pair = make_pair(dev_certs)
     pair.take_server()
     stalled = pair.client.quic.get_next_available_stream_id()
-    pair.client.calls[stalled] = _Call(FrameDecoder(), header_seen=True)
+    pair.client.calls[stalled] = _Call(header_seen=True)
     pair.client.quic.send_stream_data(stalled, encode_header(HEADER)[:3])  # 3 bytes of 5+
     late = pair.client.quic.get_next_available_stream_id()
-    pair.client.calls[late] = _Call(FrameDecoder(), header_seen=True)
+    pair.client.calls[late] = _Call(header_seen=True)
     pair.client.quic.send_stream_data(late, encode_header(HEADER)[:3])
     served = pair.client.send_request(HEADER, {1: 1}, end_stream=True)
     pair.pump()

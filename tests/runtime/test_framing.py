@@ -25,7 +25,9 @@ from rpcnet_runtime.framing import (
     encode_header,
     encode_message,
     encode_trailer,
+    frame_kinds,
     method_id,
+    split_frames,
 )
 from rpcnet_runtime.status import Status
 
@@ -245,3 +247,29 @@ def test_the_header_limit_never_exceeds_the_frame_limit() -> None:
     decoder = FrameDecoder(max_frame_size=50, max_header_size=100)
     with pytest.raises(FrameError, match="limit of 50 bytes"):
         decoder.feed(struct.pack(">BI", FrameType.HEADER, 51))
+
+
+def test_split_frames_returns_the_whole_frames_and_where_they_end() -> None:
+    kinds = frame_kinds(1000, 100)
+    header, message = encode_header(RequestHeader("a.S/M")), encode_message({1: "x"})
+    whole = header + message
+    assert split_frames(whole, kinds) == (
+        [(FrameType.HEADER, header[PREFIX_SIZE:]), (FrameType.MESSAGE, message[PREFIX_SIZE:])],
+        len(whole),
+    )
+    for cut in range(1, len(message)):  # a partial frame after the header: left for a decoder
+        frames, used = split_frames(header + message[:cut], kinds)
+        assert frames == [(FrameType.HEADER, header[PREFIX_SIZE:])] and used == len(header)
+    assert split_frames(b"", kinds) == ([], 0)
+
+
+def test_split_frames_refuses_a_frame_from_its_prefix() -> None:
+    kinds = frame_kinds(1000, 100)
+    with pytest.raises(FrameError) as info:
+        split_frames(encode_message({}) + struct.pack(">BI", FrameType.MESSAGE, 1001), kinds)
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    with pytest.raises(FrameError, match="HEADER frame of 101 bytes"):
+        split_frames(struct.pack(">BI", FrameType.HEADER, 101), kinds)
+    with pytest.raises(FrameError, match="unknown type 0x09") as info:
+        split_frames(b"\x09\x00\x00\x00\x00", kinds)
+    assert info.value.status is Status.INVALID_ARGUMENT
