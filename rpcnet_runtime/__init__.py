@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .channel import CallOptions, Channel
+from .channel import NO_CALL_OPTIONS, CallOptions, Channel
 from .context import CallContext
 from .descriptors import (
     HedgePolicy,
@@ -52,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "NO_CALL_OPTIONS",
     "CallContext",
     "CallOptions",
     "Channel",

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .descriptors import MethodDescriptor
 
-__all__ = ["CallOptions", "Channel"]
+__all__ = ["NO_CALL_OPTIONS", "CallOptions", "Channel"]
 
 from .descriptors import RequestT, ResponseT
 
@@ -26,6 +26,10 @@ class CallOptions:
     metadata: Mapping[str, str] | None = None
     idempotency_key: str | None = None
     """The caller's key; else taken from the ``@idempotent(key=...)`` field, else random."""
+
+
+NO_CALL_OPTIONS = CallOptions()
+"""The options of a call that passes none (shared: options are immutable)."""
 
 
 class Channel(Protocol):

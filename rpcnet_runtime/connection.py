@@ -5,9 +5,10 @@ Theory of operation
 Every call is one client-initiated bidirectional QUIC stream. `RpcConnection` keeps a call
 table keyed by stream id; each entry holds where each direction stands and, once a chunk of the
 stream ended inside a frame, its `FrameDecoder` (chunks of whole frames, such as a unary request
-or reply arriving at once, are split without one). The asyncio shell feeds every aioquic event to `handle_event` and acts on the returned
-`RpcEvent` list; it sends with `send_request`, `send_message`, `end_input`, `send_trailer` and
-`cancel`, and then asks the `QuicConnection` for datagrams as usual.
+or reply arriving at once, are split without one). The asyncio shell feeds every aioquic event
+to `handle_event` and acts on the returned `RpcEvent` list; it sends with `send_request`,
+`send_message`, `end_input`, `send_trailer` and `cancel`, and then asks the `QuicConnection` for
+datagrams as usual.
 
 Rules the core enforces:
 

@@ -322,8 +322,12 @@ class ClusterAdminClient:
         idempotency_key: str | None = None,
     ) -> ClusterStatus:
         """The members this node knows, with their state and health."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(CLUSTER_ADMIN_STATUS, request, options)
 

@@ -147,8 +147,12 @@ class GossipClient:
         """One SWIM packet (probe, ack, gossip or a full state sync), answered at once: replies
         travel as packets of their own, to the addresses the messages carry.
         """
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(GOSSIP_SEND, request, options)
 

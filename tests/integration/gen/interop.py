@@ -56,6 +56,24 @@ def _fail(path: str, expected: str, value: object) -> _NoReturn:
     raise _rt.WireDecodeError(path, f"expected {expected}, got {got}")
 
 
+def _decode_1(value: _Any, path: str) -> list[ResponseParameters]:
+    """Decode a wire `list[ResponseParameters]`; `path` names the field in errors."""
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    out: list[ResponseParameters] = []
+    for _x in value:
+        if type(_x) is dict:
+            out.append(ResponseParameters.from_wire(_x))
+        else:
+            _fail(path + "[item]", "a map", _x)
+    return out
+
+
+def _unimplemented(method: _rt.MethodDescriptor[_Any, _Any]) -> _rt.RpcError:
+    """The error a skeleton method that is not overridden raises."""
+    return _rt.RpcError(_rt.Status.UNIMPLEMENTED, f"{method.path} is not implemented")
+
+
 @_dataclasses.dataclass(slots=True, kw_only=True)
 class Empty:
     """Message `rpcnet.interop.v1.Empty`."""
@@ -67,10 +85,12 @@ class Empty:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Empty", "a map", data)
-        return cls()
+        _obj = object.__new__(cls)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -88,14 +108,22 @@ class Payload:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("Payload", "a map", data)
-        _v = data.get(1)
-        _f1 = b"" if _v is None else _v if type(_v) is bytes else _fail("Payload.body", "bytes", _v)
-        return cls(
-            body=_f1,
-        )
+        _obj = object.__new__(cls)
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is bytes:
+            _obj.body = _v
+        elif _v is None:
+            _obj.body = b""
+        else:
+            _fail("Payload.body", "bytes", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -115,29 +143,32 @@ class EchoStatus:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("EchoStatus", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("EchoStatus.code", "an int32", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("EchoStatus.message", "a string", _v)
-        )
-        return cls(
-            code=_f1,
-            message=_f2,
-        )
+        _obj = object.__new__(cls)
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _obj.code = _v
+        elif _v is None:
+            _obj.code = 0
+        else:
+            _fail("EchoStatus.code", "an int32", _v)
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
+            _obj.message = _v
+        elif _v is None:
+            _obj.message = ""
+        else:
+            _fail("EchoStatus.message", "a string", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -165,58 +196,57 @@ class SimpleRequest:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("SimpleRequest", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("SimpleRequest.response_size", "an int32", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            None
-            if _v is None
-            else (
-                Payload.from_wire(_v)
-                if type(_v) is dict
-                else _fail("SimpleRequest.payload", "a map", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            None
-            if _v is None
-            else (
-                EchoStatus.from_wire(_v)
-                if type(_v) is dict
-                else _fail("SimpleRequest.response_status", "a map", _v)
-            )
-        )
-        _v = data.get(4)
-        _f4 = (
-            False
-            if _v is None
-            else _v if type(_v) is bool else _fail("SimpleRequest.fill_peer", "a bool", _v)
-        )
-        _v = data.get(5)
-        _f5 = (
-            False
-            if _v is None
-            else _v if type(_v) is bool else _fail("SimpleRequest.raise_overloaded", "a bool", _v)
-        )
-        return cls(
-            response_size=_f1,
-            payload=_f2,
-            response_status=_f3,
-            fill_peer=_f4,
-            raise_overloaded=_f5,
-        )
+        _obj = object.__new__(cls)
+        _get = data.get
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _obj.response_size = _v
+        elif _v is None:
+            _obj.response_size = 0
+        else:
+            _fail("SimpleRequest.response_size", "an int32", _v)
+        _v = _get(2)
+        if _v is None:
+            _obj.payload = None
+        elif type(_v) is dict:
+            _obj.payload = Payload.from_wire(_v)
+        else:
+            _fail("SimpleRequest.payload", "a map", _v)
+        _v = _get(3)
+        if _v is None:
+            _obj.response_status = None
+        elif type(_v) is dict:
+            _obj.response_status = EchoStatus.from_wire(_v)
+        else:
+            _fail("SimpleRequest.response_status", "a map", _v)
+        try:
+            _v = data[4]
+        except KeyError:
+            _v = None
+        if type(_v) is bool:
+            _obj.fill_peer = _v
+        elif _v is None:
+            _obj.fill_peer = False
+        else:
+            _fail("SimpleRequest.fill_peer", "a bool", _v)
+        try:
+            _v = data[5]
+        except KeyError:
+            _v = None
+        if type(_v) is bool:
+            _obj.raise_overloaded = _v
+        elif _v is None:
+            _obj.raise_overloaded = False
+        else:
+            _fail("SimpleRequest.raise_overloaded", "a bool", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -246,65 +276,67 @@ class SimpleResponse:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("SimpleResponse", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else (
-                Payload.from_wire(_v)
-                if type(_v) is dict
-                else _fail("SimpleResponse.payload", "a map", _v)
-            )
-        )
-        _v = data.get(2)
-        _f2 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("SimpleResponse.peer", "a string", _v)
-        )
-        _v = data.get(3)
-        _f3 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("SimpleResponse.peer_identity", "a string", _v)
-        )
-        _v = data.get(4)
-        _f4 = (
-            None
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("SimpleResponse.time_remaining", "a duration (int nanoseconds)", _v)
-            )
-        )
-        _v = data.get(5)
-        _f5 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("SimpleResponse.idempotency_key", "a string", _v)
-        )
-        _v = data.get(6)
-        _f6 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("SimpleResponse.attempt", "an int32", _v)
-            )
-        )
-        return cls(
-            payload=_f1,
-            peer=_f2,
-            peer_identity=_f3,
-            time_remaining=_f4,
-            idempotency_key=_f5,
-            attempt=_f6,
-        )
+        _obj = object.__new__(cls)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _obj.payload = None
+        elif type(_v) is dict:
+            _obj.payload = Payload.from_wire(_v)
+        else:
+            _fail("SimpleResponse.payload", "a map", _v)
+        try:
+            _v = data[2]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
+            _obj.peer = _v
+        elif _v is None:
+            _obj.peer = ""
+        else:
+            _fail("SimpleResponse.peer", "a string", _v)
+        try:
+            _v = data[3]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
+            _obj.peer_identity = _v
+        elif _v is None:
+            _obj.peer_identity = ""
+        else:
+            _fail("SimpleResponse.peer_identity", "a string", _v)
+        _v = _get(4)
+        if _v is None:
+            _obj.time_remaining = None
+        elif type(_v) is int:
+            _obj.time_remaining = _duration_from_wire(_v)
+        else:
+            _fail("SimpleResponse.time_remaining", "a duration (int nanoseconds)", _v)
+        try:
+            _v = data[5]
+        except KeyError:
+            _v = None
+        if type(_v) is str:
+            _obj.idempotency_key = _v
+        elif _v is None:
+            _obj.idempotency_key = ""
+        else:
+            _fail("SimpleResponse.idempotency_key", "a string", _v)
+        try:
+            _v = data[6]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _obj.attempt = _v
+        elif _v is None:
+            _obj.attempt = 0
+        else:
+            _fail("SimpleResponse.attempt", "an int32", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -322,22 +354,20 @@ class StreamingInputCallRequest:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("StreamingInputCallRequest", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else (
-                Payload.from_wire(_v)
-                if type(_v) is dict
-                else _fail("StreamingInputCallRequest.payload", "a map", _v)
-            )
-        )
-        return cls(
-            payload=_f1,
-        )
+        _obj = object.__new__(cls)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _obj.payload = None
+        elif type(_v) is dict:
+            _obj.payload = Payload.from_wire(_v)
+        else:
+            _fail("StreamingInputCallRequest.payload", "a map", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -355,22 +385,22 @@ class StreamingInputCallResponse:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("StreamingInputCallResponse", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807
-                else _fail("StreamingInputCallResponse.aggregated_payload_size", "an int64", _v)
-            )
-        )
-        return cls(
-            aggregated_payload_size=_f1,
-        )
+        _obj = object.__new__(cls)
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -9223372036854775808 <= _v <= 9223372036854775807:
+            _obj.aggregated_payload_size = _v
+        elif _v is None:
+            _obj.aggregated_payload_size = 0
+        else:
+            _fail("StreamingInputCallResponse.aggregated_payload_size", "an int64", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -388,22 +418,22 @@ class ResponseParameters:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("ResponseParameters", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            0
-            if _v is None
-            else (
-                _v
-                if type(_v) is int and -2147483648 <= _v <= 2147483647
-                else _fail("ResponseParameters.size", "an int32", _v)
-            )
-        )
-        return cls(
-            size=_f1,
-        )
+        _obj = object.__new__(cls)
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if type(_v) is int and -2147483648 <= _v <= 2147483647:
+            _obj.size = _v
+        elif _v is None:
+            _obj.size = 0
+        else:
+            _fail("ResponseParameters.size", "an int32", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -427,53 +457,37 @@ class StreamingOutputCallRequest:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("StreamingOutputCallRequest", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            []
-            if _v is None
-            else (
-                [
-                    (
-                        ResponseParameters.from_wire(_x0)
-                        if type(_x0) is dict
-                        else _fail(
-                            "StreamingOutputCallRequest.response_parameters[item]", "a map", _x0
-                        )
-                    )
-                    for _x0 in _v
-                ]
-                if type(_v) is list
-                else _fail("StreamingOutputCallRequest.response_parameters", "an array", _v)
+        _obj = object.__new__(cls)
+        _get = data.get
+        try:
+            _v = data[1]
+        except KeyError:
+            _v = None
+        if _v is None:
+            _obj.response_parameters = []
+        else:
+            _obj.response_parameters = _decode_1(
+                _v, "StreamingOutputCallRequest.response_parameters"
             )
-        )
-        _v = data.get(2)
-        _f2 = (
-            None
-            if _v is None
-            else (
-                Payload.from_wire(_v)
-                if type(_v) is dict
-                else _fail("StreamingOutputCallRequest.payload", "a map", _v)
-            )
-        )
-        _v = data.get(3)
-        _f3 = (
-            None
-            if _v is None
-            else (
-                EchoStatus.from_wire(_v)
-                if type(_v) is dict
-                else _fail("StreamingOutputCallRequest.response_status", "a map", _v)
-            )
-        )
-        return cls(
-            response_parameters=_f1,
-            payload=_f2,
-            response_status=_f3,
-        )
+        _v = _get(2)
+        if _v is None:
+            _obj.payload = None
+        elif type(_v) is dict:
+            _obj.payload = Payload.from_wire(_v)
+        else:
+            _fail("StreamingOutputCallRequest.payload", "a map", _v)
+        _v = _get(3)
+        if _v is None:
+            _obj.response_status = None
+        elif type(_v) is dict:
+            _obj.response_status = EchoStatus.from_wire(_v)
+        else:
+            _fail("StreamingOutputCallRequest.response_status", "a map", _v)
+        return _obj
 
 
 @_dataclasses.dataclass(slots=True, kw_only=True)
@@ -491,22 +505,20 @@ class StreamingOutputCallResponse:
 
     @classmethod
     def from_wire(cls, data: _Any) -> _Self:
-        """Decode a wire map; unknown numbers are skipped, absent fields take defaults."""
+        """Decode a wire map (without calling ``__init__``): unknown numbers are skipped,
+        absent fields take their defaults, wrong types raise `WireDecodeError`."""
         if type(data) is not dict:
             _fail("StreamingOutputCallResponse", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            None
-            if _v is None
-            else (
-                Payload.from_wire(_v)
-                if type(_v) is dict
-                else _fail("StreamingOutputCallResponse.payload", "a map", _v)
-            )
-        )
-        return cls(
-            payload=_f1,
-        )
+        _obj = object.__new__(cls)
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _obj.payload = None
+        elif type(_v) is dict:
+            _obj.payload = Payload.from_wire(_v)
+        else:
+            _fail("StreamingOutputCallResponse.payload", "a map", _v)
+        return _obj
 
 
 class Overloaded(_rt.SchemaError):
@@ -546,22 +558,21 @@ class Overloaded(_rt.SchemaError):
         """Decode a wire map of this error's fields."""
         if type(data) is not dict:
             _fail("Overloaded", "a map", data)
-        _v = data.get(1)
-        _f1 = (
-            ""
-            if _v is None
-            else _v if type(_v) is str else _fail("Overloaded.reason", "a string", _v)
-        )
-        _v = data.get(2)
-        _f2 = (
-            _timedelta()
-            if _v is None
-            else (
-                _duration_from_wire(_v)
-                if type(_v) is int
-                else _fail("Overloaded.retry_after", "a duration (int nanoseconds)", _v)
-            )
-        )
+        _get = data.get
+        _v = _get(1)
+        if _v is None:
+            _f1: str = ""
+        elif type(_v) is str:
+            _f1 = _v
+        else:
+            _fail("Overloaded.reason", "a string", _v)
+        _v = _get(2)
+        if _v is None:
+            _f2: _timedelta = _timedelta()
+        elif type(_v) is int:
+            _f2 = _duration_from_wire(_v)
+        else:
+            _fail("Overloaded.retry_after", "a duration (int nanoseconds)", _v)
         return cls(
             reason=_f1,
             retry_after=_f2,
@@ -662,6 +673,7 @@ TEST_SERVICE_UNIMPLEMENTED_CALL: _rt.MethodDescriptor[Empty, Empty] = _rt.Method
     policy=_rt.MethodPolicy(),
 )
 
+
 TEST_SERVICE = _rt.ServiceDescriptor(
     name="rpcnet.interop.v1.TestService",
     methods=(
@@ -679,7 +691,10 @@ TEST_SERVICE = _rt.ServiceDescriptor(
 
 
 class TestServiceClient:
-    """The typed client of `rpcnet.interop.v1.TestService`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `rpcnet.interop.v1.TestService`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -695,8 +710,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> Empty:
         """Call `rpcnet.interop.v1.TestService/EmptyCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(TEST_SERVICE_EMPTY_CALL, request, options)
 
@@ -709,8 +728,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> SimpleResponse:
         """Call `rpcnet.interop.v1.TestService/UnaryCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(TEST_SERVICE_UNARY_CALL, request, options)
 
@@ -723,8 +746,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> _AsyncIterator[StreamingOutputCallResponse]:
         """Call `rpcnet.interop.v1.TestService/StreamingOutputCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return self._channel.unary_stream(TEST_SERVICE_STREAMING_OUTPUT_CALL, request, options)
 
@@ -737,8 +764,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> StreamingInputCallResponse:
         """Call `rpcnet.interop.v1.TestService/StreamingInputCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.stream_unary(
             TEST_SERVICE_STREAMING_INPUT_CALL, requests, options
@@ -753,8 +784,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> _AsyncIterator[StreamingOutputCallResponse]:
         """Call `rpcnet.interop.v1.TestService/FullDuplexCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return self._channel.stream_stream(TEST_SERVICE_FULL_DUPLEX_CALL, requests, options)
 
@@ -767,8 +802,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> Empty:
         """Never answers on its own: the handler waits until its caller's deadline or reset."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(TEST_SERVICE_SLEEP_CALL, request, options)
 
@@ -781,8 +820,12 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> Empty:
         """Raises an ordinary exception: the caller sees INTERNAL without its text."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(TEST_SERVICE_BROKEN_CALL, request, options)
 
@@ -795,76 +838,63 @@ class TestServiceClient:
         idempotency_key: str | None = None,
     ) -> Empty:
         """Call `rpcnet.interop.v1.TestService/UnimplementedCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(TEST_SERVICE_UNIMPLEMENTED_CALL, request, options)
 
 
 class TestServiceBase(_abc.ABC):
-    """The server skeleton of `rpcnet.interop.v1.TestService`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `rpcnet.interop.v1.TestService`.
+
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = TEST_SERVICE
 
     async def empty_call(self, request: Empty, ctx: _rt.CallContext) -> Empty:
         """Call `rpcnet.interop.v1.TestService/EmptyCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "rpcnet.interop.v1.TestService/EmptyCall is not implemented"
-        )
+        raise _unimplemented(TEST_SERVICE_EMPTY_CALL)
 
     async def unary_call(self, request: SimpleRequest, ctx: _rt.CallContext) -> SimpleResponse:
         """Call `rpcnet.interop.v1.TestService/UnaryCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "rpcnet.interop.v1.TestService/UnaryCall is not implemented"
-        )
+        raise _unimplemented(TEST_SERVICE_UNARY_CALL)
 
     async def streaming_output_call(
         self, request: StreamingOutputCallRequest, ctx: _rt.CallContext
     ) -> _AsyncIterator[StreamingOutputCallResponse]:
         """Call `rpcnet.interop.v1.TestService/StreamingOutputCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED,
-            "rpcnet.interop.v1.TestService/StreamingOutputCall is not implemented",
-        )
+        raise _unimplemented(TEST_SERVICE_STREAMING_OUTPUT_CALL)
         yield  # an async generator, as overrides are
 
     async def streaming_input_call(
         self, requests: _AsyncIterator[StreamingInputCallRequest], ctx: _rt.CallContext
     ) -> StreamingInputCallResponse:
         """Call `rpcnet.interop.v1.TestService/StreamingInputCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED,
-            "rpcnet.interop.v1.TestService/StreamingInputCall is not implemented",
-        )
+        raise _unimplemented(TEST_SERVICE_STREAMING_INPUT_CALL)
 
     async def full_duplex_call(
         self, requests: _AsyncIterator[StreamingOutputCallRequest], ctx: _rt.CallContext
     ) -> _AsyncIterator[StreamingOutputCallResponse]:
         """Call `rpcnet.interop.v1.TestService/FullDuplexCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED,
-            "rpcnet.interop.v1.TestService/FullDuplexCall is not implemented",
-        )
+        raise _unimplemented(TEST_SERVICE_FULL_DUPLEX_CALL)
         yield  # an async generator, as overrides are
 
     async def sleep_call(self, request: Empty, ctx: _rt.CallContext) -> Empty:
         """Never answers on its own: the handler waits until its caller's deadline or reset."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "rpcnet.interop.v1.TestService/SleepCall is not implemented"
-        )
+        raise _unimplemented(TEST_SERVICE_SLEEP_CALL)
 
     async def broken_call(self, request: Empty, ctx: _rt.CallContext) -> Empty:
         """Raises an ordinary exception: the caller sees INTERNAL without its text."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED, "rpcnet.interop.v1.TestService/BrokenCall is not implemented"
-        )
+        raise _unimplemented(TEST_SERVICE_BROKEN_CALL)
 
     async def unimplemented_call(self, request: Empty, ctx: _rt.CallContext) -> Empty:
         """Call `rpcnet.interop.v1.TestService/UnimplementedCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED,
-            "rpcnet.interop.v1.TestService/UnimplementedCall is not implemented",
-        )
+        raise _unimplemented(TEST_SERVICE_UNIMPLEMENTED_CALL)
 
 
 UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL: _rt.MethodDescriptor[Empty, Empty] = _rt.MethodDescriptor(
@@ -877,6 +907,7 @@ UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL: _rt.MethodDescriptor[Empty, Empty] = _
     policy=_rt.MethodPolicy(),
 )
 
+
 UNIMPLEMENTED_SERVICE = _rt.ServiceDescriptor(
     name="rpcnet.interop.v1.UnimplementedService",
     methods=(UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL,),
@@ -885,7 +916,10 @@ UNIMPLEMENTED_SERVICE = _rt.ServiceDescriptor(
 
 
 class UnimplementedServiceClient:
-    """The typed client of `rpcnet.interop.v1.UnimplementedService`: works on any `rpcnet_runtime.Channel`."""
+    """Typed client of `rpcnet.interop.v1.UnimplementedService`.
+
+    Works on any `rpcnet_runtime.Channel`: a connection or a cluster.
+    """
 
     __slots__ = ("_channel",)
 
@@ -901,8 +935,12 @@ class UnimplementedServiceClient:
         idempotency_key: str | None = None,
     ) -> Empty:
         """Call `rpcnet.interop.v1.UnimplementedService/UnimplementedCall`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(
             UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL, request, options
@@ -910,13 +948,13 @@ class UnimplementedServiceClient:
 
 
 class UnimplementedServiceBase(_abc.ABC):
-    """The server skeleton of `rpcnet.interop.v1.UnimplementedService`: subclass it and override the methods you serve; the others answer UNIMPLEMENTED."""
+    """Server skeleton of `rpcnet.interop.v1.UnimplementedService`.
+
+    Subclass it and override the methods you serve; the others answer UNIMPLEMENTED.
+    """
 
     __rpc_service__: _ClassVar[_rt.ServiceDescriptor] = UNIMPLEMENTED_SERVICE
 
     async def unimplemented_call(self, request: Empty, ctx: _rt.CallContext) -> Empty:
         """Call `rpcnet.interop.v1.UnimplementedService/UnimplementedCall`."""
-        raise _rt.RpcError(
-            _rt.Status.UNIMPLEMENTED,
-            "rpcnet.interop.v1.UnimplementedService/UnimplementedCall is not implemented",
-        )
+        raise _unimplemented(UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL)

@@ -355,8 +355,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> Rep:
         """Random key per logical call; retried on UNAVAILABLE."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(POLICY_TEST_FLAKY, request, options)
 
@@ -369,8 +373,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> Rep:
         """The key is the request's `id`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(POLICY_TEST_KEYED, request, options)
 
@@ -383,8 +391,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> Rep:
         """Not idempotent: retried only where the server proved it did not run."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(POLICY_TEST_CHARGE, request, options)
 
@@ -397,8 +409,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> Rep:
         """Call `rpcnet.policytest.v1.PolicyTest/Hedged`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(POLICY_TEST_HEDGED, request, options)
 
@@ -411,8 +427,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> Rep:
         """Call `rpcnet.policytest.v1.PolicyTest/Deadlined`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(POLICY_TEST_DEADLINED, request, options)
 
@@ -425,8 +445,12 @@ class PolicyTestClient:
         idempotency_key: str | None = None,
     ) -> _AsyncIterator[Rep]:
         """Server streaming, retried before its first response."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return self._channel.unary_stream(POLICY_TEST_WATCH, request, options)
 

@@ -249,8 +249,12 @@ class JournalClient:
         idempotency_key: str | None = None,
     ) -> Note:
         """Write a note."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(JOURNAL_WRITE, request, options)
 
@@ -266,8 +270,12 @@ class JournalClient:
 
         .. deprecated:: use Write
         """
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(JOURNAL_SCRIBBLE, request, options)
 

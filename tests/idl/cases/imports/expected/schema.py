@@ -181,8 +181,12 @@ class BillingClient:
         idempotency_key: str | None = None,
     ) -> _money.Money:
         """Call `cases.imports.v1.Billing/Charge`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(BILLING_CHARGE, request, options)
 

@@ -290,8 +290,12 @@ class KeywordsClient:
         idempotency_key: str | None = None,
     ) -> class_:
         """Call `cases.keywords.v1.Keywords/Import`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(KEYWORDS_IMPORT, request, options)
 
@@ -304,8 +308,12 @@ class KeywordsClient:
         idempotency_key: str | None = None,
     ) -> Choice:
         """Call `cases.keywords.v1.Keywords/async`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(KEYWORDS_ASYNC, request, options)
 

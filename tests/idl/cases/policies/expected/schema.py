@@ -269,8 +269,12 @@ class StoreClient:
         idempotency_key: str | None = None,
     ) -> Value:
         """Call `cases.policies.v1.Store/Put`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(STORE_PUT, request, options)
 
@@ -283,8 +287,12 @@ class StoreClient:
         idempotency_key: str | None = None,
     ) -> Value:
         """Call `cases.policies.v1.Store/Get`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(STORE_GET, request, options)
 
@@ -297,8 +305,12 @@ class StoreClient:
         idempotency_key: str | None = None,
     ) -> Value:
         """Call `cases.policies.v1.Store/Append`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(STORE_APPEND, request, options)
 
@@ -311,8 +323,12 @@ class StoreClient:
         idempotency_key: str | None = None,
     ) -> Value:
         """Call `cases.policies.v1.Store/Plain`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(STORE_PLAIN, request, options)
 

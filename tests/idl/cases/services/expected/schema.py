@@ -301,8 +301,12 @@ class CalcClient:
         idempotency_key: str | None = None,
     ) -> Resp:
         """Call `cases.services.v1.Calc/Unary`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(CALC_UNARY, request, options)
 
@@ -315,8 +319,12 @@ class CalcClient:
         idempotency_key: str | None = None,
     ) -> _AsyncIterator[Resp]:
         """Call `cases.services.v1.Calc/ServerStream`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return self._channel.unary_stream(CALC_SERVER_STREAM, request, options)
 
@@ -329,8 +337,12 @@ class CalcClient:
         idempotency_key: str | None = None,
     ) -> Resp:
         """Call `cases.services.v1.Calc/ClientStream`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.stream_unary(CALC_CLIENT_STREAM, requests, options)
 
@@ -343,8 +355,12 @@ class CalcClient:
         idempotency_key: str | None = None,
     ) -> _AsyncIterator[Resp]:
         """Call `cases.services.v1.Calc/Bidi`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return self._channel.stream_stream(CALC_BIDI, requests, options)
 
@@ -357,8 +373,12 @@ class CalcClient:
         idempotency_key: str | None = None,
     ) -> Answer:
         """Call `cases.services.v1.Calc/GetHTTPStatus`."""
-        options = _rt.CallOptions(
-            timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+        options = (
+            _rt.NO_CALL_OPTIONS
+            if timeout is None and metadata is None and idempotency_key is None
+            else _rt.CallOptions(
+                timeout=timeout, metadata=metadata, idempotency_key=idempotency_key
+            )
         )
         return await self._channel.unary_unary(CALC_GET_HTTP_STATUS, request, options)
 
