@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Generator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
 from typing import Any, Generic, TypeVar
 
 from .channel import CallOptions
@@ -22,10 +22,10 @@ from .client_protocol import ClientProtocol, trailer_error
 from .config import ClientConfig
 from .descriptors import MethodDescriptor, RequestT, ResponseT
 from .errors import RpcError
-from .framing import RequestHeader, Trailer, method_id
+from .framing import RequestHeader, Trailer, encode_header, method_id
 from .policies.channel_policy import ChannelPolicy
 from .policies.counters import PolicyCounters
-from .policies.executor import AttemptFn, AttemptSpec
+from .policies.executor import AttemptSpec
 from .protocol import (
     CallInbox,
     TooManyMessages,
@@ -167,7 +167,7 @@ class ClientChannel:
             and not spec.is_hedge
             and not spec.metadata
         ):
-            header = _plain_header(method.path)
+            header: RequestHeader | bytes = _plain_header(method.path)
         else:
             header = RequestHeader(
                 path=method.path,
@@ -181,7 +181,7 @@ class ClientChannel:
             stream_id = protocol.core.send_request(header)
         else:
             stream_id = protocol.core.send_request(header, message, end_stream=True)
-        inbox = CallInbox(protocol, stream_id, single=not method.kind.server_streams)
+        inbox = CallInbox(protocol, stream_id, single=not method.server_streams)
         protocol.calls[stream_id] = inbox
         protocol.call_written()
         return inbox
@@ -326,27 +326,16 @@ class ClientChannel:
         """What the policies did on this channel: ``channel.counters.snapshot()``."""
         return self._executor.counters
 
-    def _unary_attempt(
-        self, method: MethodDescriptor[RequestT, ResponseT], request: RequestT
-    ) -> AttemptFn[tuple[ResponseT, Mapping[str, str]]]:
-        # A plain function handing back `_attempt_unary`'s coroutine: one frame less per call.
-        def attempt(spec: AttemptSpec) -> Awaitable[tuple[ResponseT, Mapping[str, str]]]:
-            return self._attempt_unary(
-                method,
-                request,
-                spec,
-            )
-
-        return attempt
-
     async def unary_unary(
         self,
         method: MethodDescriptor[RequestT, ResponseT],
         request: RequestT,
         options: CallOptions,
     ) -> ResponseT:
+        # A partial, not a closure: the executor's call of it reaches `_attempt_unary` in C.
+        attempt = functools.partial(self._attempt_unary, method, request)
         response, _ = await self._executor.unary(
-            method, request, options, self._unary_attempt(method, request), endpoint=self.address
+            method, request, options, attempt, endpoint=self.address
         )
         return response
 
@@ -438,10 +427,10 @@ class _Untouched(Generic[T]):
 
 
 @functools.lru_cache(maxsize=1024)
-def _plain_header(path: str) -> RequestHeader:
-    """The header of a first attempt without deadline, key or metadata: one per method, shared
-    (headers are immutable), so the usual call builds none."""
-    return RequestHeader(path=path, method_id=method_id(path))
+def _plain_header(path: str) -> bytes:
+    """The HEADER frame of a first attempt without deadline, key or metadata: one per method,
+    encoded once, so the usual call builds and encodes none."""
+    return encode_header(RequestHeader(path=path, method_id=method_id(path)))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

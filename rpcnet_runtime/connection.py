@@ -190,12 +190,17 @@ class RpcConnection:
     # -- inputs from the application -----------------------------------------------------
 
     def send_request(
-        self, header: RequestHeader, message: Any = _NO_MESSAGE, *, end_stream: bool = False
+        self,
+        header: RequestHeader | bytes,
+        message: Any = _NO_MESSAGE,
+        *,
+        end_stream: bool = False,
     ) -> int:
         """Client: open a call; a unary request passes its message and ``end_stream=True`` so
-        header, message and FIN leave in one write (one packet when it fits)."""
+        header, message and FIN leave in one write (one packet when it fits). The header may
+        come encoded (a HEADER frame from `encode_header`)."""
         stream_id = self.quic.get_next_available_stream_id()
-        data = encode_header(header)
+        data = header if type(header) is bytes else encode_header(header)  # type: ignore[arg-type]
         if message is not _NO_MESSAGE:
             data += encode_message(message)
         call = _Call(header_seen=True, output_ended=end_stream)

@@ -115,11 +115,15 @@ class MethodDescriptor(Generic[RequestT, ResponseT]):
     errors: tuple[type[SchemaError], ...] = ()
     """The schema errors the method ``throws``, raised again in the caller as these classes."""
     policy: MethodPolicy = field(default_factory=MethodPolicy)
+    path: str = field(init=False, repr=False, compare=False)
+    """The wire name: ``package.Service/Method``."""
+    server_streams: bool = field(init=False, repr=False, compare=False)
+    """The method answers with a stream of messages (``kind.server_streams``)."""
 
-    @property
-    def path(self) -> str:
-        """The wire name: ``package.Service/Method``."""
-        return f"{self.service}/{self.name}"
+    def __post_init__(self) -> None:
+        # Read on every call: worked out once here.
+        object.__setattr__(self, "path", f"{self.service}/{self.name}")
+        object.__setattr__(self, "server_streams", self.kind.server_streams)
 
 
 @dataclass(frozen=True, slots=True)
