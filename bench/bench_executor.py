@@ -7,8 +7,9 @@ with a fake attempt function (a plain function returning a coroutine that return
 response, like the partial `ClientChannel.unary_unary` passes), and prints the best round in
 microseconds per call. ``floor`` awaits the fake attempt directly with a prebuilt
 `AttemptSpec`: what an executor costing nothing would show. The executors are built the way
-`ClientChannel` builds them (`ChannelPolicy().executor()`), except ``cluster``, which builds a `PolicyExecutor` per
-call as `ClusterChannel` does (its attempts do not enforce deadlines, so each runs in a task).
+`ClientChannel` builds them (`ChannelPolicy().executor()`), except ``cluster``, which builds a
+`PolicyExecutor` per call as `ClusterChannel` does (its attempts do not enforce deadlines, so
+each runs in a task).
 
 Cases: floor, plain (no policy at all: the path issue 3 is about), inherited (plain, inside a
 handler whose deadline is inherited), breaker (plain with the channel's breaker on), timeout
