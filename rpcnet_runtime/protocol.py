@@ -130,10 +130,13 @@ def quicken_debug_log(quic: QuicConnection) -> None:
     if not isinstance(adapter, logging.LoggerAdapter) or adapter.logger is None:
         return
     enabled_for = adapter.logger.isEnabledFor
+    # The logger's own answer cache (emptied by logging whenever levels change): one C-level
+    # lookup while debug logging stays off.
+    known = getattr(adapter.logger, "_cache", {}).get
     log = adapter.log
 
     def debug(msg: object, *args: object, **kwargs: Any) -> None:
-        if enabled_for(logging.DEBUG):
+        if known(logging.DEBUG) is not False and enabled_for(logging.DEBUG):
             log(logging.DEBUG, msg, *args, **kwargs)
 
     adapter.debug = debug  # type: ignore[method-assign]

@@ -76,17 +76,17 @@ class ServerProtocol(RpcProtocol):
         self._schedule_header_sweep()
 
     def rpc_event_received(self, event: RpcEvent) -> None:
-        if isinstance(event, MessageReceived):
-            call = self.calls.get(event.stream_id)
-            if call is not None and call.inbox is not None:
-                call.inbox.push(event.payload, event.size)
-        elif isinstance(event, RequestReceived):
+        if isinstance(event, RequestReceived):
             if self.sending_stopped(event.stream_id):
                 # The caller gave up before its request arrived (its STOP_SENDING came first,
                 # so no reset was reported for the call): run nothing, answer nothing.
                 self.core.cancel(event.stream_id)
                 return
             self.server._dispatch(self, event)
+        elif isinstance(event, MessageReceived):
+            call = self.calls.get(event.stream_id)
+            if call is not None and call.inbox is not None:
+                call.inbox.push(event.payload, event.size)
         elif isinstance(event, InputEnded):
             call = self.calls.get(event.stream_id)
             if call is not None and call.inbox is not None:
@@ -312,11 +312,9 @@ class Server:
             return
         assert header.method_id is not None  # decode_header always sets it
         route = self._routes.get(header.method_id)
-        problem = self._unimplemented(header, route)
-        if problem is not None:
-            protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, problem))
+        if route is None or route.handler is None:
+            protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, self._unimplemented(header)))
             return
-        assert route is not None
         loop = protocol.loop
         now = loop.time()
         deadline = None if header.timeout is None else now + header.timeout
@@ -372,11 +370,11 @@ class Server:
             self.gate.drop(call.ticket)
         call.ticket = 0
 
-    def _unimplemented(self, header: RequestHeader, route: Route | None) -> str | None:
+    def _unimplemented(self, header: RequestHeader) -> str:
+        """Why a call of `header`'s method has no handler here."""
+        route = self._routes.get(header.method_id)  # type: ignore[arg-type]
         if route is not None:
-            if route.handler is None:
-                return f"method {route.method.path} is not implemented"
-            return None
+            return f"method {route.method.path} is not implemented"
         if not header.path:
             return f"unknown method (id 0x{header.method_id:016x})"
         service, _, name = header.path.rpartition("/")
