@@ -24,6 +24,7 @@ from rpcnet_runtime.config import LOOPBACK_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE
 from rpcnet_runtime.connection import ALPN, RpcConnection
 from rpcnet_runtime.events import MessageReceived, RequestReceived, TrailerReceived
 from rpcnet_runtime.framing import RequestHeader, Trailer
+from rpcnet_runtime.protocol import RECEIVE_SIZE, tune_socket
 from rpcnet_runtime.status import Status
 from rpcnet_runtime.stream_frames import (
     LONG_HEADER_FRAME_CAP,
@@ -365,6 +366,11 @@ async def test_real_loopback_calls_move_hundreds_of_kb_through_big_datagrams(
                     interop.SimpleRequest(payload=interop.Payload(body=body))
                 )
                 assert reply.payload.body == body
+            # Both sockets receive into 64 KiB, not asyncio's 256 KiB, and still get it all.
+            protocol = channel._protocol
+            assert protocol is not None
+            assert protocol._transport.max_size == RECEIVE_SIZE
+            assert server._quic_server._transport.max_size == RECEIVE_SIZE  # type: ignore[union-attr]
     finally:
         await server.stop(grace=0.5)
     assert max(sizes) > 2 * MAX_FRAME_LENGTH
@@ -506,3 +512,12 @@ def test_settled_streams_still_resend_what_was_lost(dev_certs: DevCerts, lose: s
         if answered == set(ids):
             break
     assert answered == set(ids)
+
+
+def test_receives_ask_for_64_kb_where_asyncio_would_ask_256() -> None:
+    selector_like = SimpleNamespace(max_size=256 * 1024, get_extra_info=lambda name: None)
+    tune_socket(selector_like, None)  # type: ignore[arg-type]
+    assert selector_like.max_size == RECEIVE_SIZE > 65_527  # the largest UDP payload
+    without = SimpleNamespace(get_extra_info=lambda name: None)  # uvloop: no such setting
+    tune_socket(without, None)  # type: ignore[arg-type]
+    assert not hasattr(without, "max_size")
