@@ -202,7 +202,7 @@ class RpcConnection:
         stream_id = self.quic.get_next_available_stream_id()
         data = header if type(header) is bytes else encode_header(header)  # type: ignore[arg-type]
         if message is not _NO_MESSAGE:
-            data += encode_message(message)
+            data = encode_message(message, head=data)
         call = _Call(header_seen=True, output_ended=end_stream)
         self.calls[stream_id] = call
         self.quic.send_stream_data(stream_id, data, end_stream)
@@ -238,7 +238,7 @@ class RpcConnection:
             return False
         data = encode_trailer(trailer)
         if message is not _NO_MESSAGE:
-            data = encode_message(message) + data
+            data = encode_message(message, tail=data)
         self.quic.send_stream_data(stream_id, data, True)
         call.output_ended = True
         if not call.input_ended:
@@ -338,7 +338,7 @@ class RpcConnection:
                 frames, used = split_frames(data, self._kinds)
                 if used < len(data):
                     decoder = call.decoder = FrameDecoder(self.max_frame_size, self.max_header_size)
-                    decoder.feed(data[used:])
+                    decoder.feed(data, used)
         except FrameError as exc:
             self._fail(stream_id, call, exc.status, exc.message, out)
             return

@@ -114,9 +114,13 @@ def encode_frame(frame_type: FrameType, payload: bytes) -> bytes:
     return _PREFIX.pack(frame_type, len(payload)) + payload
 
 
-def encode_message(wire: Any) -> bytes:
-    """A MESSAGE frame holding a message's wire map."""
-    return encode_frame(FrameType.MESSAGE, pack(wire))
+def encode_message(wire: Any, head: bytes = b"", tail: bytes = b"") -> bytes:
+    """A MESSAGE frame holding a message's wire map, after `head` and before `tail` (other
+    frames of the same write), with one copy of the encoded message."""
+    payload = pack(wire)
+    if len(payload) > _MAX_LENGTH:
+        raise ValueError("frame payload larger than 4 GiB")
+    return b"".join((head, _PREFIX.pack(FrameType.MESSAGE, len(payload)), payload, tail))
 
 
 def method_id(path: str) -> int:
@@ -333,9 +337,21 @@ class FrameDecoder:
     `FrameError` with RESOURCE_EXHAUSTED as soon as a prefix declares a payload larger than
     `max_frame_size`, and with INVALID_ARGUMENT for an unknown frame type. After an error the
     decoder must not be fed again.
+
+    A frame that spans chunks is held as views of those chunks and joined once, when its last
+    byte arrives: one copy of its payload, however many chunks it took.
     """
 
-    __slots__ = ("_buffer", "_kinds", "max_frame_size", "max_header_size")
+    __slots__ = (
+        "_held",
+        "_kind",
+        "_kinds",
+        "_need",
+        "_parts",
+        "_prefix",
+        "max_frame_size",
+        "max_header_size",
+    )
 
     def __init__(
         self,
@@ -346,60 +362,98 @@ class FrameDecoder:
         self.max_header_size = min(max_header_size, max_frame_size)
         """HEADER and TRAILER frames (the call's fields and metadata) have this lower limit."""
         self._kinds = frame_kinds(max_frame_size, self.max_header_size)
-        self._buffer = bytearray()
+        self._prefix = b""
+        """The first bytes of a prefix not yet complete."""
+        self._kind: FrameType | None = None
+        """The type of the frame in progress, once its prefix is complete."""
+        self._need = 0
+        """Payload bytes still missing for the frame in progress."""
+        self._parts: list[memoryview] = []
+        """The frame in progress's payload so far."""
+        self._held = 0
+        """Bytes held for the frame in progress, its prefix included."""
 
     @property
     def buffered(self) -> int:
         """Bytes held for a frame not yet complete."""
-        return len(self._buffer)
+        return len(self._prefix) + self._held
 
     @property
     def pending_frame_remaining(self) -> int:
         """Bytes still missing to complete the frame in progress (0 between frames)."""
-        buffered = len(self._buffer)
-        if buffered == 0:
-            return 0
-        if buffered < PREFIX_SIZE:
-            return PREFIX_SIZE - buffered
-        _, length = _PREFIX.unpack_from(self._buffer, 0)
-        return max(0, PREFIX_SIZE + int(length) - buffered)
+        if self._kind is not None:
+            return self._need
+        return PREFIX_SIZE - len(self._prefix) if self._prefix else 0
 
     def at_boundary(self) -> bool:
         """True when no partial frame is buffered (a FIN here ends the stream cleanly)."""
-        return not self._buffer
+        return self._kind is None and not self._prefix
 
-    def feed(self, data: bytes) -> list[tuple[FrameType, bytes]]:
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            if len(buffer) < PREFIX_SIZE:
-                return []
-            kind, length = _PREFIX.unpack_from(buffer, 0)
-            entry = self._kinds.get(kind)
+    def feed(self, data: bytes, start: int = 0) -> list[tuple[FrameType, bytes]]:
+        """The frames completed by ``data[start:]``."""
+        frames: list[tuple[FrameType, bytes]] = []
+        end = len(data)
+        pos = start
+        kind = self._kind
+        if kind is not None:  # inside a payload
+            need = self._need
+            if end - pos < need:
+                self._parts.append(memoryview(data)[pos:])
+                self._need = need - (end - pos)
+                self._held += end - pos
+                return frames
+            self._parts.append(memoryview(data)[pos : pos + need])
+            frames.append((kind, b"".join(self._parts)))
+            self._kind, self._parts, self._held = None, [], 0
+            pos += need
+        elif self._prefix:
+            take = PREFIX_SIZE - len(self._prefix)
+            head = self._prefix + bytes(data[pos : pos + take])
+            if len(head) < PREFIX_SIZE:
+                self._prefix = head
+                return frames
+            self._prefix = b""
+            pos += take
+            kind_byte, length = _PREFIX.unpack(head)
+            entry = self._kinds.get(kind_byte)
             if entry is None or length > entry[1]:
-                _refuse(self._kinds, kind, length)
-            if len(buffer) < PREFIX_SIZE + length:
-                return []  # still inside one frame: no copy, no parse
-            source = bytes(buffer)
-            buffer.clear()
-        else:
-            source = data
-        frames, used = split_frames(source, self._kinds)
-        if used < len(source):
-            self._buffer += memoryview(source)[used:]
+                _refuse(self._kinds, kind_byte, length)
+            if end - pos < length:
+                self._begin(entry[0], length, data, pos)  # type: ignore[index]
+                return frames
+            frames.append((entry[0], data[pos : pos + length]))  # type: ignore[index]
+            pos += length
+        more, pos = split_frames(data, self._kinds, pos)
+        frames += more
+        rest = end - pos
+        if rest >= PREFIX_SIZE:  # split_frames checked this prefix already
+            kind_byte, length = _PREFIX.unpack_from(data, pos)
+            self._begin(self._kinds[kind_byte][0], length, data, pos + PREFIX_SIZE)
+        elif rest:
+            self._prefix = bytes(data[pos:])
         return frames
+
+    def _begin(self, kind: FrameType, length: int, data: bytes, pos: int) -> None:
+        """Hold the start of a frame of `length` payload bytes whose payload starts at `pos`."""
+        have = len(data) - pos
+        self._kind = kind
+        self._need = length - have
+        self._parts = [memoryview(data)[pos:]]
+        self._held = PREFIX_SIZE + have
 
 
 Kinds = dict[int, tuple[FrameType, int]]
 """Each frame type's byte, with the type and its size limit (`frame_kinds`)."""
 
 
-def split_frames(source: bytes, kinds: Kinds) -> tuple[list[tuple[FrameType, bytes]], int]:
-    """The whole frames at the start of `source`, and the offset where they end (a partial
-    frame may follow). Raises `FrameError` for an unknown type or a frame above its limit as
-    soon as its prefix is seen."""
+def split_frames(
+    source: bytes, kinds: Kinds, start: int = 0
+) -> tuple[list[tuple[FrameType, bytes]], int]:
+    """The whole frames of ``source[start:]`` up to the first partial one, and the offset where
+    they end. Raises `FrameError` for an unknown type or a frame above its limit as soon as its
+    prefix is seen."""
     frames: list[tuple[FrameType, bytes]] = []
-    pos = 0
+    pos = start
     end = len(source)
     unpack_from = _PREFIX.unpack_from
     while end - pos >= PREFIX_SIZE:

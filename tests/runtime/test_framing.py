@@ -147,12 +147,32 @@ def test_pending_frame_remaining_counts_missing_bytes() -> None:
     decoder = FrameDecoder()
     data = encode_frame(FrameType.MESSAGE, b"y" * 100)
     decoder.feed(data[:2])
-    assert decoder.pending_frame_remaining == PREFIX_SIZE - 2
+    assert decoder.pending_frame_remaining == PREFIX_SIZE - 2 and decoder.buffered == 2
     decoder.feed(data[2:50])
-    assert decoder.pending_frame_remaining == len(data) - 50
+    assert decoder.pending_frame_remaining == len(data) - 50 and decoder.buffered == 50
     assert not decoder.at_boundary()
     decoder.feed(data[50:])
-    assert decoder.pending_frame_remaining == 0
+    assert decoder.pending_frame_remaining == 0 and decoder.buffered == 0
+
+
+def test_feed_starts_where_it_is_told_and_joins_a_frame_spread_over_chunks() -> None:
+    body = bytes(range(256)) * 40
+    data = encode_message({1: body}, head=encode_header(RequestHeader("a.S/M")))
+    header_end = len(encode_header(RequestHeader("a.S/M")))
+    decoder = FrameDecoder()
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    frames = decoder.feed(chunks[0], header_end)  # the header was taken by someone else
+    for chunk in chunks[1:]:
+        frames += decoder.feed(chunk)
+    assert frames == [(FrameType.MESSAGE, pack({1: body}))]
+    assert decoder.at_boundary()
+
+
+def test_encode_message_writes_head_and_tail_around_the_frame() -> None:
+    head, tail = encode_header(RequestHeader("a.S/M")), encode_trailer(Trailer(Status.OK))
+    assert encode_message({1: "x"}, head=head, tail=tail) == (
+        head + encode_frame(FrameType.MESSAGE, pack({1: "x"})) + tail
+    )
 
 
 @pytest.mark.parametrize(
