@@ -15,8 +15,15 @@ the peer starts on the first replies while the later ones are still being sent. 
 64 KiB echoes at concurrency 8 (bench_runtime bulk): 27% more MB/s, and no loss at concurrency
 64 with small calls.
 
+The pacer's burst is also cut, from a quarter of the window (4 datagrams) to `BURST_DATAGRAMS`:
+the peer gets each datagram sooner and works on it while the next is paced (64 KiB echoes at
+concurrency 8, two processes: about 2,700 -> 3,150 calls/s). Fewer than two would leave the
+pacer no slack: every datagram would wait for a timer, and asyncio's timers wake 1 ms late at
+worst (epoll's resolution).
+
 `install_window_cap` wraps the ``on_packet_acked`` method of one connection's congestion
-controller instance (the only place the window grows); losses still shrink it as usual.
+controller instance (the only place the window grows; losses still shrink it as usual) and the
+``update_rate`` method of its pacer instance.
 """
 
 from __future__ import annotations
@@ -27,14 +34,17 @@ from aioquic.quic.connection import QuicConnection
 
 from .stream_frames import MAX_FRAME_LENGTH
 
-__all__ = ["WINDOW_DATAGRAMS", "install_window_cap"]
+__all__ = ["BURST_DATAGRAMS", "WINDOW_DATAGRAMS", "install_window_cap"]
 
+BURST_DATAGRAMS = 2
+"""The most datagrams aioquic's pacer lets leave back to back."""
 WINDOW_DATAGRAMS = 16
 """The congestion window's ceiling, in datagrams of the connection's size."""
 
 
 def install_window_cap(quic: QuicConnection, datagrams: int = WINDOW_DATAGRAMS) -> None:
-    """Hold `quic`'s congestion window at or below ``datagrams`` full datagrams.
+    """Hold `quic`'s congestion window at or below ``datagrams`` full datagrams, and its pacer's
+    bursts at `BURST_DATAGRAMS`.
 
     Does nothing on connections whose datagrams are at most 16,383 bytes (paths other than
     loopback keep aioquic's congestion control as it is). Install it before the first packet.
@@ -53,3 +63,14 @@ def install_window_cap(quic: QuicConnection, datagrams: int = WINDOW_DATAGRAMS) 
     controller.on_packet_acked = on_packet_acked  # type: ignore[method-assign]
     if controller.congestion_window > ceiling:
         controller.congestion_window = ceiling
+    pacer = quic._loss._pacer
+    update_rate = pacer.update_rate
+
+    def update_pacing_rate(congestion_window: int, smoothed_rtt: float) -> None:
+        update_rate(congestion_window=congestion_window, smoothed_rtt=smoothed_rtt)
+        if pacer.packet_time is not None:
+            pacer.bucket_max = BURST_DATAGRAMS * pacer.packet_time
+            if pacer.bucket_time > pacer.bucket_max:
+                pacer.bucket_time = pacer.bucket_max
+
+    pacer.update_rate = update_pacing_rate  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ from aioquic._buffer import Buffer
 from aioquic.buffer import size_uint_var
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.recovery import QuicPacketPacer
 from aioquic.quic.stream import QuicStreamSender
 from quic_pair import SERVER_ADDR, Pair
 
@@ -32,7 +33,7 @@ from rpcnet_runtime.stream_frames import (
     install_wide_frames,
 )
 from rpcnet_runtime.tls import ClientTLS, ServerTLS
-from rpcnet_runtime.window_cap import WINDOW_DATAGRAMS, install_window_cap
+from rpcnet_runtime.window_cap import BURST_DATAGRAMS, WINDOW_DATAGRAMS, install_window_cap
 
 BIG = 64_000
 
@@ -391,7 +392,9 @@ class _FakeController:
 def _quic_with(datagram: int, window: int) -> Any:
     quic = QuicConnection.__new__(QuicConnection)
     quic._max_datagram_size = datagram
-    quic._loss = SimpleNamespace(_cc=_FakeController(window))  # type: ignore[assignment]
+    quic._loss = SimpleNamespace(  # type: ignore[assignment]
+        _cc=_FakeController(window), _pacer=QuicPacketPacer(max_datagram_size=datagram)
+    )
     return quic
 
 
@@ -409,6 +412,27 @@ def test_the_window_is_held_at_its_ceiling_and_small_datagrams_are_left_alone() 
     install_window_cap(plain)
     plain._loss._cc.on_packet_acked(now=0.0, packet=100 * 1200)
     assert plain._loss._cc.congestion_window == 140 * 1200
+
+
+@pytest.mark.parametrize("datagram", [BIG, 1200])
+def test_the_pacer_lets_two_big_datagrams_leave_back_to_back(
+    dev_certs: DevCerts, datagram: int
+) -> None:
+    client_config, _ = _configs(dev_certs, datagram)
+    quic = QuicConnection(configuration=client_config)
+    install_window_cap(quic)
+    pacer = quic._loss._pacer
+    pacer.update_rate(congestion_window=WINDOW_DATAGRAMS * datagram, smoothed_rtt=0.001)
+    assert pacer.packet_time == pytest.approx(0.001 / WINDOW_DATAGRAMS)
+    # aioquic's own burst is a quarter of the window (4 datagrams here); big ones get 2.
+    bursts = BURST_DATAGRAMS if datagram == BIG else WINDOW_DATAGRAMS // 4
+    assert pacer.bucket_max == pytest.approx(bursts * pacer.packet_time)
+    now = 1.0
+    sent = 0
+    while pacer.next_send_time(now) is None and sent < 10:  # a full bucket, then paced
+        pacer.update_after_send(now)
+        sent += 1
+    assert sent == bursts
 
 
 def test_a_bulk_transfer_reaches_the_ceiling_and_no_further(dev_certs: DevCerts) -> None:
