@@ -69,14 +69,14 @@ class ClientProtocol(RpcProtocol):
             self._terminated("the server's port is closed (connection refused)")
 
     def rpc_event_received(self, event: RpcEvent) -> None:
-        if isinstance(event, MessageReceived):
-            inbox = self.calls.get(event.stream_id)
-            if inbox is not None:
-                inbox.push(event.payload, event.size)
-        elif isinstance(event, TrailerReceived):
+        if isinstance(event, TrailerReceived):  # first: every call ends with one
             inbox = self.calls.pop(event.stream_id, None)
             if inbox is not None:
                 inbox.finish(event.trailer, event.message)
+        elif isinstance(event, MessageReceived):
+            inbox = self.calls.get(event.stream_id)
+            if inbox is not None:
+                inbox.push(event.payload, event.size)
         elif isinstance(event, CallFailed):
             inbox = self.calls.pop(event.stream_id, None)
             if inbox is not None:

@@ -316,8 +316,7 @@ class Server:
             protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, self._unimplemented(header)))
             return
         loop = protocol.loop
-        now = loop.time()
-        deadline = None if header.timeout is None else now + header.timeout
+        deadline = None if header.timeout is None else loop.time() + header.timeout
         ctx = CallContext(
             method=route.path,
             clock=loop.time,
@@ -329,7 +328,7 @@ class Server:
             peer=protocol.peer,
             peer_identity=protocol.peer_identity,
         )
-        if deadline is not None and deadline <= now:
+        if header.timeout is not None and header.timeout <= 0:
             protocol.finish(stream_id, Trailer(Status.DEADLINE_EXCEEDED, "deadline exceeded"))
             return
         ticket = 0
