@@ -78,7 +78,7 @@ from .framing import (
 )
 from .status import Status
 from .stream_frames import install_wide_frames
-from .window_cap import install_window_cap
+from .window_cap import BURST_DATAGRAMS, install_window_cap
 
 __all__ = [
     "ALPN",
@@ -130,8 +130,12 @@ class RpcConnection:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         receive_window: int = DEFAULT_RECEIVE_WINDOW,
+        pacing_burst: int | None = BURST_DATAGRAMS,
     ) -> None:
+        """:param pacing_burst: datagrams aioquic's pacer lets leave back to back on
+        big-datagram connections (`window_cap.install_window_cap`); None keeps aioquic's."""
         self.quic = quic
+        self.pacing_burst = pacing_burst
         self.is_client = is_client
         self.max_frame_size = max_frame_size
         self.max_header_size = max_header_size
@@ -150,7 +154,7 @@ class RpcConnection:
         """Calls whose receive credit should be recomputed at the next packet."""
         install_credit_rule(quic, self._credit_due, self.credit_limit)
         install_wide_frames(quic, settle_sent=True)
-        install_window_cap(quic)
+        install_window_cap(quic, burst=pacing_burst)
 
     # -- inputs from aioquic -------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from .errors import RpcError, WireDecodeError
 from .events import RpcEvent
 from .framing import Trailer
 from .status import Status
+from .window_cap import BURST_DATAGRAMS
 
 __all__ = [
     "CallInbox",
@@ -300,6 +301,9 @@ class RpcProtocol(QuicConnectionProtocol):
             max_frame_size=config.max_frame_size,
             max_header_size=config.max_header_size,
             receive_window=config.receive_window,
+            # asyncio's own loops read time.monotonic(); uvloop's clock ticks in milliseconds,
+            # too coarse for short pacing bursts (see `window_cap`).
+            pacing_burst=BURST_DATAGRAMS if isinstance(self.loop, asyncio.BaseEventLoop) else None,
         )
         quicken_debug_log(quic)
         self._unsent = 0

@@ -42,9 +42,16 @@ WINDOW_DATAGRAMS = 16
 """The congestion window's ceiling, in datagrams of the connection's size."""
 
 
-def install_window_cap(quic: QuicConnection, datagrams: int = WINDOW_DATAGRAMS) -> None:
+def install_window_cap(
+    quic: QuicConnection,
+    datagrams: int = WINDOW_DATAGRAMS,
+    burst: int | None = BURST_DATAGRAMS,
+) -> None:
     """Hold `quic`'s congestion window at or below ``datagrams`` full datagrams, and its pacer's
-    bursts at `BURST_DATAGRAMS`.
+    bursts at `burst` datagrams (None: aioquic's own, a quarter of the window). The burst
+    needs a clock finer than the pacing interval: under uvloop, whose clock ticks in whole
+    milliseconds, aioquic's pacer refills only once per tick and two datagrams a tick would
+    cap the rate (64 KiB echoes: 147 -> 65 MB/s), so the shell passes None there.
 
     Does nothing on connections whose datagrams are at most 16,383 bytes (paths other than
     loopback keep aioquic's congestion control as it is). Install it before the first packet.
@@ -63,13 +70,15 @@ def install_window_cap(quic: QuicConnection, datagrams: int = WINDOW_DATAGRAMS) 
     controller.on_packet_acked = on_packet_acked  # type: ignore[method-assign]
     if controller.congestion_window > ceiling:
         controller.congestion_window = ceiling
+    if burst is None:
+        return
     pacer = quic._loss._pacer
     update_rate = pacer.update_rate
 
     def update_pacing_rate(congestion_window: int, smoothed_rtt: float) -> None:
         update_rate(congestion_window=congestion_window, smoothed_rtt=smoothed_rtt)
         if pacer.packet_time is not None:
-            pacer.bucket_max = BURST_DATAGRAMS * pacer.packet_time
+            pacer.bucket_max = burst * pacer.packet_time
             if pacer.bucket_time > pacer.bucket_max:
                 pacer.bucket_time = pacer.bucket_max
 

@@ -52,6 +52,10 @@ async def _every_call_kind(interop: ModuleType, certs: DevCerts, service: Any) -
                 await client.sleep_call(interop.Empty(), timeout=0.2)
             assert info.value.status is Status.DEADLINE_EXCEEDED
             await asyncio.gather(*(client.empty_call(interop.Empty()) for _ in range(200)))
+            # uvloop's clock ticks in milliseconds: aioquic's own pacing bursts are kept.
+            protocol = channel._protocol
+            assert protocol is not None and protocol.core.pacing_burst is None
+            assert all(p.core.pacing_burst is None for p in server._protocols)
     finally:
         await server.stop(grace=0)
 

@@ -371,6 +371,7 @@ async def test_real_loopback_calls_move_hundreds_of_kb_through_big_datagrams(
             protocol = channel._protocol
             assert protocol is not None
             assert protocol._transport.max_size == RECEIVE_SIZE
+            assert protocol.core.pacing_burst == BURST_DATAGRAMS  # asyncio's fine clock
             assert server._quic_server._transport.max_size == RECEIVE_SIZE  # type: ignore[union-attr]
     finally:
         await server.stop(grace=0.5)
@@ -433,6 +434,16 @@ def test_the_pacer_lets_two_big_datagrams_leave_back_to_back(
         pacer.update_after_send(now)
         sent += 1
     assert sent == bursts
+
+
+def test_without_a_burst_the_pacer_keeps_aioquic_s_quarter_window(dev_certs: DevCerts) -> None:
+    client_config, _ = _configs(dev_certs, BIG)
+    quic = QuicConnection(configuration=client_config)
+    install_window_cap(quic, burst=None)
+    pacer = quic._loss._pacer
+    pacer.update_rate(congestion_window=WINDOW_DATAGRAMS * BIG, smoothed_rtt=0.001)
+    assert pacer.bucket_max == pytest.approx(WINDOW_DATAGRAMS // 4 * pacer.packet_time)
+    assert quic._loss._cc.congestion_window <= WINDOW_DATAGRAMS * BIG  # the ceiling still holds
 
 
 def test_a_bulk_transfer_reaches_the_ceiling_and_no_further(dev_certs: DevCerts) -> None:
