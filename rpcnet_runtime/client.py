@@ -220,7 +220,9 @@ class ClientChannel:
     ) -> tuple[ResponseT, Mapping[str, str]]:
         try:
             if deadline is None:
-                payloads = await inbox.wait_ended()
+                if not inbox.ended:
+                    await inbox.end_waiter()
+                payloads = inbox.take_all()
             else:
                 async with asyncio.timeout_at(deadline):
                     payloads = await inbox.wait_ended()

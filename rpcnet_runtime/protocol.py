@@ -239,8 +239,17 @@ class CallInbox:
         control one by one: the peer has finished sending anyway.
         """
         if not self.ended:
-            self._end_waiter = self._protocol.loop.create_future()
-            await self._end_waiter
+            await self.end_waiter()
+        return self.take_all()
+
+    def end_waiter(self) -> asyncio.Future[None]:
+        """A future that is done once the peer finished (`wait_ended` without its own
+        coroutine, for the caller's hot path); await it only while `ended` is False."""
+        waiter = self._end_waiter = self._protocol.loop.create_future()
+        return waiter
+
+    def take_all(self) -> list[bytes]:
+        """Every message, once the peer finished; raises the exception given to `fail`."""
         if self._error is not None:
             raise self._error
         payloads = [payload for payload, _ in self._items]
