@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from ..channel import CallOptions
-from ..context import current_call
+from ..context import _current_call
 from ..descriptors import MethodDescriptor
 from ..errors import RpcError
 from ..status import Status
@@ -105,7 +105,7 @@ class PolicyExecutor(ExecutorBase):
         clock = self.clock
         counters = self.counters
         inherited = None
-        if self._inherit and (serving := current_call()) is not None:
+        if self._inherit and (serving := _current_call.get()) is not None:
             inherited = serving.deadline
         now: float | None = None
         if options.timeout is None and plan.timeout is None:

@@ -47,7 +47,8 @@ class RetryThrottle:
 
     def record_success(self) -> None:
         """An attempt succeeded."""
-        self._tokens = min(self._max, self._tokens + self._ratio)
+        if self._tokens < self._max:  # full, as it usually is: nothing to add
+            self._tokens = min(self._max, self._tokens + self._ratio)
 
     def __repr__(self) -> str:
         return f"RetryThrottle(tokens={self.tokens}, max_tokens={self._max / _MILLI})"
