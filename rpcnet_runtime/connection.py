@@ -60,10 +60,10 @@ from .events import (
     RpcEvent,
     TrailerReceived,
 )
+from .frame_decoder import FrameDecoder, frame_kinds, split_frames
 from .framing import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
-    FrameDecoder,
     FrameError,
     FrameType,
     RequestHeader,
@@ -73,8 +73,6 @@ from .framing import (
     encode_header,
     encode_message,
     encode_trailer,
-    frame_kinds,
-    split_frames,
 )
 from .status import Status
 from .stream_frames import install_wide_frames

@@ -20,8 +20,8 @@ from rpcnet_runtime.client import connect
 from rpcnet_runtime.codec import pack
 from rpcnet_runtime.config import ClientConfig, ServerConfig
 from rpcnet_runtime.connection import ALPN
+from rpcnet_runtime.frame_decoder import FrameDecoder
 from rpcnet_runtime.framing import (
-    FrameDecoder,
     FrameType,
     RequestHeader,
     Trailer,

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rpcnet_runtime.codec import pack
+from rpcnet_runtime.frame_decoder import FrameDecoder, frame_kinds, split_frames
 from rpcnet_runtime.framing import (
     PREFIX_SIZE,
-    FrameDecoder,
     FrameError,
     FrameType,
     RequestHeader,
@@ -25,9 +25,7 @@ from rpcnet_runtime.framing import (
     encode_header,
     encode_message,
     encode_trailer,
-    frame_kinds,
     method_id,
-    split_frames,
 )
 from rpcnet_runtime.status import Status
 
