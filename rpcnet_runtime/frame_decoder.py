@@ -23,6 +23,10 @@ from .status import Status
 
 __all__ = ["FrameDecoder", "Kinds", "frame_kinds", "split_frames"]
 
+_VIEW_MIN = 2048
+"""Pieces of a frame at least this big are held as views of their chunk (no copy); smaller
+ones are copied, so a frame's pieces number at most about one per 1 KB of it."""
+
 
 class FrameDecoder:
     """Incremental decoder of one stream's frames.
@@ -62,8 +66,9 @@ class FrameDecoder:
         """The type of the frame in progress, once its prefix is complete."""
         self._need = 0
         """Payload bytes still missing for the frame in progress."""
-        self._parts: list[memoryview] = []
-        """The frame in progress's payload so far."""
+        self._parts: list[memoryview | bytearray] = []
+        """The frame in progress's payload so far: views of big pieces of the chunks it came
+        in, small pieces copied together."""
         self._held = 0
         """Bytes held for the frame in progress, its prefix included."""
 
@@ -92,11 +97,11 @@ class FrameDecoder:
         if kind is not None:  # inside a payload
             need = self._need
             if end - pos < need:
-                self._parts.append(memoryview(data)[pos:])
+                self._hold(memoryview(data)[pos:])
                 self._need = need - (end - pos)
                 self._held += end - pos
                 return frames
-            self._parts.append(memoryview(data)[pos : pos + need])
+            self._hold(memoryview(data)[pos : pos + need])
             frames.append((kind, b"".join(self._parts)))
             self._kind, self._parts, self._held = None, [], 0
             pos += need
@@ -132,8 +137,21 @@ class FrameDecoder:
         have = len(data) - pos
         self._kind = kind
         self._need = length - have
-        self._parts = [memoryview(data)[pos:]]
+        self._parts = []
+        self._hold(memoryview(data)[pos:])
         self._held = PREFIX_SIZE + have
+
+    def _hold(self, piece: memoryview) -> None:
+        """Keep `piece` of the payload in progress: a view when it is big, else copied onto the
+        small pieces before it, so that a peer sending a frame a few bytes at a time costs a
+        few bytes each, not an object each."""
+        parts = self._parts
+        if len(piece) >= _VIEW_MIN:
+            parts.append(piece)
+        elif parts and type(parts[-1]) is bytearray:
+            parts[-1] += piece
+        else:
+            parts.append(bytearray(piece))
 
 
 Kinds = dict[int, tuple[FrameType, int]]

@@ -291,3 +291,29 @@ def test_split_frames_refuses_a_frame_from_its_prefix() -> None:
     with pytest.raises(FrameError, match="unknown type 0x09") as info:
         split_frames(b"\x09\x00\x00\x00\x00", kinds)
     assert info.value.status is Status.INVALID_ARGUMENT
+
+
+def test_a_frame_trickled_a_byte_at_a_time_is_held_compactly() -> None:
+    """A peer may send a big frame in tiny pieces: they are copied together, not kept as one
+    object each (which would cost far more memory than the frame itself)."""
+    body = bytes(range(256)) * 400
+    data = encode_message({1: body})
+    decoder = FrameDecoder()
+    frames = []
+    for i in range(len(data) - 1):
+        frames += decoder.feed(data[i : i + 1])
+    assert not frames and len(decoder._parts) == 1
+    assert decoder.buffered == len(data) - 1
+    frames += decoder.feed(data[-1:])
+    assert frames == [(FrameType.MESSAGE, pack({1: body}))]
+
+
+def test_big_pieces_of_a_frame_are_held_as_views_of_their_chunks() -> None:
+    body = bytes(range(256)) * 400
+    data = encode_message({1: body})
+    decoder = FrameDecoder()
+    chunks = [data[i : i + 30_000] for i in range(0, len(data), 30_000)]
+    for chunk in chunks[:-1]:
+        assert decoder.feed(chunk) == []
+    assert all(type(part) is memoryview for part in decoder._parts)
+    assert decoder.feed(chunks[-1]) == [(FrameType.MESSAGE, pack({1: body}))]
