@@ -106,22 +106,11 @@ class FrameDecoder:
             self._kind, self._parts, self._held = None, [], 0
             pos += need
         elif self._prefix:
-            take = PREFIX_SIZE - len(self._prefix)
-            head = self._prefix + bytes(data[pos : pos + take])
-            if len(head) < PREFIX_SIZE:
-                self._prefix = head
-                return frames
+            # A prefix cut by the end of the last chunk (rare): go on as if this chunk had it.
+            data = self._prefix + bytes(data[pos:])
             self._prefix = b""
-            pos += take
-            kind_byte, length = PREFIX_STRUCT.unpack(head)
-            entry = self._kinds.get(kind_byte)
-            if entry is None or length > entry[1]:
-                _refuse(self._kinds, kind_byte, length)
-            if end - pos < length:
-                self._begin(entry[0], length, data, pos)  # type: ignore[index]
-                return frames
-            frames.append((entry[0], data[pos : pos + length]))  # type: ignore[index]
-            pos += length
+            end = len(data)
+            pos = 0
         more, pos = split_frames(data, self._kinds, pos)
         frames += more
         rest = end - pos
