@@ -61,13 +61,10 @@ class Route:
     """``method.path``, formatted once rather than per call."""
     single_request: bool = field(init=False)
     """The method takes one request message (it is not client-streaming)."""
-    unary: bool = field(init=False)
-    """One request message, one response message."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", self.method.path)
         object.__setattr__(self, "single_request", not self.method.kind.client_streams)
-        object.__setattr__(self, "unary", self.method.kind is MethodKind.UNARY_UNARY)
 
 
 class ServerCall:
@@ -283,15 +280,7 @@ async def run_call(protocol: ServerProtocol, call: ServerCall, route: Route) -> 
     last: Any = None
     try:
         try:
-            if timeout is None and call.inbox is None and route.unary and not call.queued:
-                # The usual call (no deadline, request whole, nothing queued): `_invoke`'s
-                # unary path, one coroutine less. A key may need the idempotency store.
-                if ctx.idempotency_key:
-                    last = await _invoke(protocol, call, route)
-                else:
-                    request = _decode_request(route.method, call.request)
-                    last = (await route.handler(request, ctx)).to_wire()  # type: ignore[misc]
-            elif timeout is None:
+            if timeout is None:
                 if call.queued:
                     await _wait_turn(protocol, call)
                 last = await _invoke(protocol, call, route)
