@@ -219,13 +219,13 @@ class ClientChannel:
         deadline: float | None,
     ) -> tuple[ResponseT, Mapping[str, str]]:
         try:
-            if deadline is None:
-                if not inbox.ended:
+            if not inbox.ended:
+                if deadline is None:
                     await inbox.end_waiter()
-                payloads = inbox.take_all()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    payloads = await inbox.wait_ended()
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await inbox.end_waiter()
+            payloads = inbox.take_all()
         except TimeoutError:
             protocol.abandon(inbox.stream_id, Status.DEADLINE_EXCEEDED)
             raise RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded") from None
