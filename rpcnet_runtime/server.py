@@ -313,7 +313,8 @@ class Server:
         assert header.method_id is not None  # decode_header always sets it
         route = self._routes.get(header.method_id)
         if route is None or route.handler is None:
-            protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, self._unimplemented(header)))
+            problem = self._unimplemented(header, route)
+            protocol.finish(stream_id, Trailer(Status.UNIMPLEMENTED, problem))
             return
         loop = protocol.loop
         deadline = None if header.timeout is None else loop.time() + header.timeout
@@ -369,9 +370,8 @@ class Server:
             self.gate.drop(call.ticket)
         call.ticket = 0
 
-    def _unimplemented(self, header: RequestHeader) -> str:
-        """Why a call of `header`'s method has no handler here."""
-        route = self._routes.get(header.method_id)  # type: ignore[arg-type]
+    def _unimplemented(self, header: RequestHeader, route: Route | None) -> str:
+        """Why a call of `header`'s method (routed to `route`, if any) has no handler here."""
         if route is not None:
             return f"method {route.method.path} is not implemented"
         if not header.path:
