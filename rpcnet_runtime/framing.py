@@ -108,18 +108,21 @@ class Trailer:
 
 def encode_frame(frame_type: FrameType, payload: bytes) -> bytes:
     """One frame: prefix and payload."""
-    if len(payload) > _MAX_LENGTH:
-        raise ValueError("frame payload larger than 4 GiB")
-    return PREFIX_STRUCT.pack(frame_type, len(payload)) + payload
+    return _prefix(frame_type, len(payload)) + payload
 
 
 def encode_message(wire: Any, head: bytes = b"", tail: bytes = b"") -> bytes:
     """A MESSAGE frame holding a message's wire map, after `head` and before `tail` (other
     frames of the same write), with one copy of the encoded message."""
     payload = pack(wire)
-    if len(payload) > _MAX_LENGTH:
+    return b"".join((head, _prefix(FrameType.MESSAGE, len(payload)), payload, tail))
+
+
+def _prefix(frame_type: FrameType, length: int) -> bytes:
+    """The prefix of a frame whose payload is `length` bytes."""
+    if length > _MAX_LENGTH:
         raise ValueError("frame payload larger than 4 GiB")
-    return b"".join((head, PREFIX_STRUCT.pack(FrameType.MESSAGE, len(payload)), payload, tail))
+    return PREFIX_STRUCT.pack(frame_type, length)
 
 
 def method_id(path: str) -> int:
