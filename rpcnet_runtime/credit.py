@@ -11,8 +11,8 @@ untouched):
 - The frames are written once per packet, after aioquic's connection-level limits, for the due
   calls only. aioquic's per-stream pass is skipped: it walks ``_streams.values()``, and the
   connection's stream table becomes a `_StreamTable`, a dict whose ``values()`` is empty (aioquic
-  uses it nowhere else); its per-stream writer is also made a no-op. A lost MAX_STREAM_DATA
-  frame puts its stream back in ``due``, so it is sent again.
+  uses it nowhere else), so aioquic's per-stream writer is never called. A lost
+  MAX_STREAM_DATA frame puts its stream back in ``due``, so it is sent again.
 - Streams the core no longer knows (finished or abandoned calls) get no more credit.
 """
 
@@ -74,9 +74,6 @@ def install_credit_rule(
             due.discard(stream_id)
 
     quic._write_connection_limits = write_limits  # type: ignore[method-assign]
-    # Never called while the table's values() is empty; if it were, `dict` accepts its keyword
-    # arguments and does nothing else, in C.
-    quic._write_stream_limits = dict  # type: ignore[method-assign, assignment]
 
 
 class _StreamTable(dict[int, QuicStream]):
